@@ -55,7 +55,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   log "installing lbva and its stack into $VENV (first time: several GB, a few minutes)"
   args=(-e ".[sim,libero,aloha,arms,dev]")
   for d in $PLUGINS; do args+=(-e "$d"); done
-  "${UV[@]}" pip install -q --python "$VENV/bin/python" "${args[@]}"
+  "${UV[@]}" pip install -q --compile-bytecode --python "$VENV/bin/python" "${args[@]}"
   echo "$want" > "$STAMP"
 fi
 log "ready: $VENV ($("$VENV/bin/python" -c 'import lbva, torch; print("lbva", lbva.__version__, "torch", torch.__version__)'))"

@@ -37,20 +37,32 @@ def summarize(results: Sequence[Any]) -> dict[str, dict[str, float]]:
         mine = [r for r in results if task in ("mean", r.task)]
         row["mean_steps"] = float(np.mean([r.steps for r in mine])) if mine else float("nan")
         row["safety_events"] = float(sum(r.safety_events for r in mine))
+        # time to finish: successful episodes only, on a robot at the embodiment's rate (steps + modelled idle)
+        done = [r.robot_time_s for r in mine if r.success and getattr(r, "robot_time_s", None) is not None]
+        row["time_to_finish_s"] = float(np.mean(done)) if done else float("nan")
+        lat = [r.policy_stats["latency_p50_s"] for r in mine if "latency_p50_s" in (getattr(r, "policy_stats", None) or {})]
+        row["chunk_latency_s"] = float(np.mean(lat)) if lat else float("nan")
     return out
 
 
 def markdown_table(summary: Mapping[str, Mapping[str, float]]) -> str:
-    lines = [
-        "| task | episodes | success rate | progress score | mean steps | safety events |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    """The per-task table; policies with chunk timings add time to finish and per-chunk latency columns."""
+    timed = any(np.isfinite(row.get("chunk_latency_s", float("nan"))) for row in summary.values())
+    head = "| task | episodes | success rate | progress score | mean steps | safety events |"
+    rule = "|---|---:|---:|---:|---:|---:|"
+    if timed:
+        head += " time to finish (s) | chunk latency (ms) |"
+        rule += "---:|---:|"
+    lines = [head, rule]
     for task, row in summary.items():
         name = f"**{task}**" if task == "mean" else task
-        lines.append(
+        line = (
             f"| {name} | {int(row['episodes'])} | {row['success_rate']:.3f} | {row['progress']:.3f} | "
             f"{row['mean_steps']:.1f} | {int(row['safety_events'])} |"
         )
+        if timed:
+            line += f" {row.get('time_to_finish_s', float('nan')):.2f} | {1000 * row.get('chunk_latency_s', float('nan')):.0f} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -144,7 +156,8 @@ def write_report(
     files["markdown"].write_text("\n".join(md))
     files["json"] = out / "results.json"
     episodes = [
-        {k: getattr(r, k) for k in ("task", "episode", "seed", "success", "progress", "steps", "reward", "safety_events")}
+        {k: getattr(r, k, None) for k in ("task", "episode", "seed", "success", "progress", "steps", "reward",
+                                          "safety_events", "robot_time_s", "policy_stats")}
         for r in results
     ]
     files["json"].write_text(json.dumps({"settings": settings, "summary": summary, "episodes": episodes}, indent=2))

@@ -57,6 +57,11 @@ class EpisodeResult:
     safety_events: int = 0  # steps whose command the safety filter changed
     safety_reasons: list[str] = field(default_factory=list)  # the first few, for the report
     frames: np.ndarray | None = None  # (T+1, H, W, 3) uint8 tiled camera frames when recorded
+    # a world-model policy's chunk timings (``Policy.stats.summary(control_hz)``): latency, idle time
+    policy_stats: dict[str, float] | None = None
+    # the episode on a robot at the embodiment's control rate: steps / control_hz plus the idle time the policy's
+    # predictions would have cost there (``policy_stats["modelled_idle_s"]``; 0 for policies without timings)
+    robot_time_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,9 @@ def run_episode(
             frames.append(_tile(spec, obs))
         if terminated or truncated:
             break
+    pstats = _policy_stats(policy, spec)
+    hz = float(getattr(spec, "control_hz", 0) or 0)
+    robot_time = steps / hz + (pstats or {}).get("modelled_idle_s", 0.0) if hz else None
     return EpisodeResult(
         task=env.task,
         episode=episode,
@@ -165,7 +173,20 @@ def run_episode(
         safety_events=int(safety.events),
         safety_reasons=reasons[:5],
         frames=np.stack(frames) if frames is not None else None,
+        policy_stats=pstats,
+        robot_time_s=robot_time,
     )
+
+
+def _policy_stats(policy: Any, spec: Any) -> dict[str, float] | None:
+    """The episode's chunk timings of a policy that keeps them (``policy.stats.summary``), else None."""
+    stats = getattr(policy, "stats", None)
+    summary = getattr(stats, "summary", None)
+    if not callable(summary):
+        return None
+    if _takes_keyword(summary, "control_hz"):
+        return dict(summary(control_hz=getattr(spec, "control_hz", None)))
+    return dict(summary())
 
 
 def _tile(spec: Any, obs: dict) -> np.ndarray:

@@ -50,20 +50,31 @@ class ChunkTiming:
     latency_s: float  # wall time of the prediction (worker or inline)
     wait_s: float  # how long the robot waited for it (idle time)
     mode: str
+    overlap_actions: int = 0  # actions the robot executed while the prediction ran (0 when it waited for it)
+
+    def modelled_wait_s(self, control_hz: float) -> float:
+        """The robot's idle time on real hardware at ``control_hz``: the latency the executing actions did not hide."""
+        return max(0.0, self.latency_s - self.overlap_actions / float(control_hz))
 
 
 @dataclass
 class PolicyStats:
     chunks: list[ChunkTiming] = field(default_factory=list)
 
-    def summary(self) -> dict[str, float]:
+    def summary(self, control_hz: float | None = None) -> dict[str, float]:
+        """Latency percentiles and idle time; with ``control_hz`` also ``modelled_idle_s``, the idle time a robot
+        running at that rate would have had (simulators step faster than real time, so their measured waits
+        understate it)."""
         if not self.chunks:
             return {"chunks": 0}
         lat = np.array([c.latency_s for c in self.chunks])
         wait = np.array([c.wait_s for c in self.chunks])
-        return {"chunks": len(self.chunks), "latency_p50_s": float(np.percentile(lat, 50)),
-                "latency_p95_s": float(np.percentile(lat, 95)), "idle_mean_s": float(wait.mean()),
-                "idle_total_s": float(wait.sum())}
+        out = {"chunks": len(self.chunks), "latency_p50_s": float(np.percentile(lat, 50)),
+               "latency_p95_s": float(np.percentile(lat, 95)), "idle_mean_s": float(wait.mean()),
+               "idle_total_s": float(wait.sum())}
+        if control_hz:
+            out["modelled_idle_s"] = float(sum(c.modelled_wait_s(control_hz) for c in self.chunks))
+        return out
 
 
 class Policy:
@@ -160,6 +171,7 @@ class Policy:
         self._executed: list[np.ndarray] = []
         self._keyframes: list[dict[str, np.ndarray]] = []  # camera key -> (h, w, 3), one per keyframe
         self._future: Future | None = None
+        self._submitted_at = 0  # len(self._executed) when the worker was given the next chunk
         self._generator = torch.Generator(device="cpu").manual_seed(self._seed)
         self.stats = PolicyStats()
 
@@ -446,7 +458,8 @@ class Policy:
             wait = time.perf_counter() - t0
             self._future = None
             self.observe(frames, executed)  # real chunk c replaces its imagined (or re-imagined) video
-            self.stats.chunks.append(ChunkTiming(c + 1, latency, wait, self.mode))
+            overlap = len(self._executed) - self._submitted_at  # actions sent while the worker predicted c+1
+            self.stats.chunks.append(ChunkTiming(c + 1, latency, wait, self.mode, overlap))
             self._queue = list(nxt)
         self._exec_chunk = c + 1
         self._executed, self._keyframes = [], []
@@ -456,6 +469,7 @@ class Policy:
         if self.mode == "sync" or self._future is not None:
             return
         c = self._exec_chunk
+        self._submitted_at = len(self._executed)
         if self.mode == "naive_async":
             self._future = self._worker().submit(self._timed, self._predict_next, c + 1)
         elif len(self._keyframes) >= self.stride or force:

@@ -93,3 +93,44 @@ def test_eval_cli_writes_a_report(tmp_path, caplog):
 def test_eval_cli_user_errors(argv, message, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
+
+
+class _TimedZero:
+    """A zero policy that reports chunk timings like lbva.inference.Policy (a fixed 0.3 s modelled idle)."""
+
+    def __init__(self, spec):
+        self.dim = int(spec.native_action_dim)
+        self.stats = self
+
+    def reset(self, instruction):
+        pass
+
+    def select_action(self, obs):
+        return np.zeros(self.dim, np.float32)
+
+    def summary(self, control_hz=None):
+        self.hz = control_hz
+        return {"chunks": 3, "latency_p50_s": 0.05, "modelled_idle_s": 0.3}
+
+
+def test_episodes_carry_policy_timings_and_robot_time(tmp_path):
+    """robot time = steps at the embodiment's control rate + the modelled idle; time to finish counts successes only."""
+    from lbva.embodiment import get_embodiment
+
+    spec = get_embodiment("metaworld-sawyer")
+    kw = dict(max_steps=12, progress=False, env_kwargs={"render": False})
+    timed = rollout("metaworld", lambda task: _TimedZero(spec), ["reach-v3"], 2, seed=1, **kw)
+    zero = rollout("metaworld", PolicyFactory("zero", "metaworld"), ["reach-v3"], 1, seed=1, **kw)
+    assert spec.control_hz == 80.0
+    for r in timed:
+        assert r.steps == 12 and r.policy_stats["modelled_idle_s"] == 0.3
+        assert r.robot_time_s == pytest.approx(12 / 80.0 + 0.3)
+    assert zero[0].policy_stats is None and zero[0].robot_time_s == pytest.approx(12 / 80.0)
+    # two made-up episodes: only the successful one's robot time counts towards time to finish
+    ok = EpisodeResult("reach-v3", 0, 1, True, 1.0, 40, 0.0, policy_stats={"latency_p50_s": 0.1}, robot_time_s=2.0)
+    bad = EpisodeResult("reach-v3", 1, 2, False, 0.2, 150, 0.0, policy_stats={"latency_p50_s": 0.3}, robot_time_s=9.0)
+    row = summarize([ok, bad])["reach-v3"]
+    assert row["time_to_finish_s"] == 2.0 and row["chunk_latency_s"] == pytest.approx(0.2)
+    rep = write_report([ok, bad], tmp_path / "r", tensorboard=False)
+    text = rep["files"]["markdown"].read_text()
+    assert "time to finish (s)" in text and "| 2.00 | 200 |" in text

@@ -99,6 +99,30 @@ def test_async_modes_record_latency_and_idle_time(stack):
     assert s["chunks"] >= 3 and s["latency_p50_s"] > 0 and s["idle_total_s"] >= 0
 
 
+@pytest.mark.parametrize("mode, hidden_by", [
+    ("sync", lambda T: 0),  # the robot waits for every prediction
+    ("naive_async", lambda T: T),  # chunk c+1 is predicted while all T actions of chunk c execute
+    ("fdm_async", lambda T: T - N),  # ... once chunk c's first real keyframe (after N actions) is in
+])
+def test_chunk_timings_count_the_actions_that_hide_the_latency(stack, mode, hidden_by):
+    """Modelled robot idle time = latency the executed actions did not cover, at the embodiment's control rate."""
+    p = make_policy(stack, mode=mode)
+    run_steps(p, FrameSource(seed=5), 4 + 8 * 3 + 1)  # the last step finishes chunk 3 and starts chunk 4
+    chunks = p.stats.chunks
+    assert chunks[0].chunk == 0 and chunks[0].overlap_actions == 0  # chunk 0 is always waited for
+    # chunk 0 executes N actions (its first latent frame is the conditioning observation), later chunks K*N
+    assert [c.overlap_actions for c in chunks[1:]] == [hidden_by(N)] + [hidden_by(K * N)] * (len(chunks) - 2)
+    assert len(chunks) >= 4
+    hz = 80.0
+    expect = sum(max(0.0, c.latency_s - c.overlap_actions / hz) for c in chunks)
+    assert p.stats.summary(control_hz=hz)["modelled_idle_s"] == pytest.approx(expect)
+    # with a slow enough robot only the chunks nothing executed under are waited for: chunk 0, every sync chunk,
+    # and fdm's chunk 1 (chunk 0's only keyframe arrives with its last action)
+    slow = p.stats.summary(control_hz=1e-3)["modelled_idle_s"]
+    waited = {"sync": chunks, "naive_async": chunks[:1], "fdm_async": chunks[:2]}[mode]
+    assert slow == pytest.approx(sum(c.latency_s for c in waited))
+
+
 def test_bad_observation_and_call_order_errors(stack):
     from lbva.inference import PolicyError
 
