@@ -2,14 +2,17 @@
 
 1. collect scripted Meta-World demonstrations as a LeRobot dataset,
 2. prepare it: train the embedded VAE on its frames, cache latents, text embeddings and statistics,
-3. train the ``small`` world model from ``recipes/demo/metaworld.yaml``,
+3. train the ``small`` world model from ``recipes/demo/metaworld.yaml`` (with ``--ablations`` also one model per
+   training switch: no noisy-history augmentation, the mot action stream),
 4. export a policy folder and evaluate it closed loop against baselines (zero, random, the same model with its
-   video context removed), optionally with the paper's ablations (sync / naive async / FDM-grounded async,
-   partial vs full video denoising),
-5. write a report: success rate and progress per task and variant, per-chunk latency, loss curves, the
-   TensorBoard run, predicted-vs-real video strips.
+   video context removed); with ``--ablations`` also naive and FDM-grounded async and full video denoising,
+5. write ``report.md``: success rate and progress per task and variant, one table per ablation (success, time to
+   finish on a robot at the control rate, per-chunk latency), loss curves, predicted-vs-real frames, links to the
+   per-variant reports (plots, episode videos) and the TensorBoard runs.
 
-Every phase is resumable: a finished phase leaves a marker and is skipped when the command runs again.
+Every phase is resumable: a finished phase leaves a marker (with the seconds it took) and is skipped when the
+command runs again; a variant already evaluated with the same settings is read back, so ``--ablations`` after a
+plain run only trains and evaluates what is new.
 """
 
 from __future__ import annotations
@@ -42,6 +45,84 @@ class DemoPolicy:
         from lbva.inference import Policy
 
         return Policy.from_pretrained(self.path, embodiment=self.embodiment, **dict(self.overrides))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One evaluated policy: a baseline (``kind`` zero / random) or a trained lbva model.
+
+    ``train`` are recipe overrides of a model trained for this variant alone (empty: the demo's main model);
+    ``infer`` are the ``inference`` fields it runs with."""
+
+    label: str
+    kind: str = "lbva"
+    train: tuple[str, ...] = ()
+    infer: tuple[tuple[str, Any], ...] = (("mode", "sync"),)
+
+    @property
+    def slug(self) -> str:
+        return "".join(ch if ch.isalnum() else "_" for ch in self.label).strip("_")
+
+    @property
+    def model_slug(self) -> str:
+        """The folder of the model this variant runs ('' = the main model)."""
+        return "_".join("".join(ch if ch.isalnum() else "_" for ch in o) for o in self.train)
+
+
+SYNC = Variant("lbva (sync)")
+CORE = (SYNC, Variant("lbva, no video context", infer=(("mode", "sync"), ("video_context", "none"))),
+        Variant("zero policy", kind="zero"), Variant("random policy", kind="random"))
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A table of the report: the paper's claim and rows (label, recipe switch, variant)."""
+
+    title: str
+    claim: str
+    rows: tuple[tuple[str, str, Variant], ...]
+
+
+def ablations(cfg) -> tuple[Ablation, ...]:
+    """The paper's ablations at demo scale; every row is a recipe switch on the demo's main model."""
+    from lbva.objectives.sampler import full_denoise_steps
+
+    inf = cfg.inference
+    full = full_denoise_steps(inf.video_steps, inf.video_stop_sigma, cfg.objective.video_shift)
+    p = cfg.objective.noisy_history_prob
+    return (
+        Ablation("Control mode", "paper: naive async < FDM-grounded async ≈ sync in success, async finishing sooner", (
+            ("sync", "inference.mode=sync", SYNC),
+            ("naive async", "inference.mode=naive_async", Variant("lbva (naive async)", infer=(("mode", "naive_async"),))),
+            ("FDM-grounded async", "inference.mode=fdm_async",
+             Variant("lbva (FDM-grounded async)", infer=(("mode", "fdm_async"),))),
+        )),
+        Ablation("Noisy-history augmentation", "paper: training on noisy history makes partial denoising safe", (
+            (f"with (p = {p:g})", f"objective.noisy_history_prob={p:g}", SYNC),
+            ("without", "objective.noisy_history_prob=0",
+             Variant("lbva, no noisy-history augmentation", train=("objective.noisy_history_prob=0",))),
+        )),
+        Ablation("Video denoising", "paper: stopping video at an intermediate σ keeps success at lower latency", (
+            (f"partial: {inf.video_steps} steps to σ = {inf.video_stop_sigma:g}",
+             f"inference.video_stop_sigma={inf.video_stop_sigma:g}", SYNC),
+            (f"full: {full} steps to σ = 0", f"inference.video_stop_sigma=0 inference.video_steps={full}",
+             Variant("lbva (full video denoising)",
+                     infer=(("mode", "sync"), ("video_stop_sigma", 0.0), ("video_steps", full)))),
+        )),
+        Ablation("Action stream", "paper: an asymmetric Mixture-of-Transformers action stream (mot)", (
+            (f"{cfg.model.layout}", f"model.layout={cfg.model.layout}", SYNC),
+            *((("mot", "model.layout=mot", Variant("lbva, mot action stream", train=("model.layout=mot",))),)
+              if cfg.model.layout != "mot" else ()),
+        )),
+    )
+
+
+def _variants(cfg, with_ablations: bool) -> list[Variant]:
+    out = list(CORE)
+    if with_ablations:
+        for ab in ablations(cfg):
+            out += [v for _, _, v in ab.rows if v not in out]
+    return out
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,52 +159,73 @@ def run_demo(out: str | Path, recipe: str = "demo/metaworld", tasks=DEFAULT_TASK
     timings: dict[str, float] = {}
     tasks = list(tasks)
     dataset, cache, policy_dir = out / "dataset", out / "cache", out / "policy"
-    cfg = load_config(recipe, [f"data.dataset={dataset}", f"data.cache_dir={cache}", f"trainer.output_dir={out / 'train'}",
-                               f"trainer.seed={seed}", *overrides])
+    base = [f"data.dataset={dataset}", f"data.cache_dir={cache}", f"trainer.seed={seed}"]
+    cfg = load_config(recipe, [*base, f"trainer.output_dir={out / 'train'}", *overrides])
 
     # 1. demonstrations
-    t0 = time.perf_counter()
     if not _done(out / ".collected"):
         from lbva.eval.collect import collect
 
+        t0 = time.perf_counter()
         logger.info("phase 1/4: collecting %d scripted demonstrations per task for %s", demos, tasks)
         if dataset.exists():
             import shutil
 
             shutil.rmtree(dataset)  # a half-written dataset from an interrupted run
         summary = collect("metaworld", tasks, demos, dataset, seed=seed, progress=progress)
-        _mark(out / ".collected", {"kept": summary.kept, "tries": summary.tries, "frames": summary.frames})
-    timings["collect_s"] = time.perf_counter() - t0
+        _mark(out / ".collected", {"kept": summary.kept, "tries": summary.tries, "frames": summary.frames,
+                                   "seconds": time.perf_counter() - t0})
+    timings["collect_s"] = _seconds(out / ".collected")
 
     # 2. latents
-    t0 = time.perf_counter()
     if not _done(out / ".prepared"):
         from lbva.data.prepare import prepare_dataset
 
+        t0 = time.perf_counter()
         logger.info("phase 2/4: training the embedded VAE and caching latents")
         prepare_dataset(dataset, cfg.embodiment.name, out=cache, data_cfg=cfg.data, progress=progress)
-        _mark(out / ".prepared", {})
-    timings["prepare_s"] = time.perf_counter() - t0
+        _mark(out / ".prepared", {"seconds": time.perf_counter() - t0})
+    timings["prepare_s"] = _seconds(out / ".prepared")
 
-    # 3. training
-    t0 = time.perf_counter()
-    if not _done(out / ".trained"):
-        logger.info("phase 3/4: training the %s model for %d steps", cfg.model.size, cfg.trainer.max_steps)
-        _train_and_export(cfg, cache, policy_dir)
-        _mark(out / ".trained", {"steps": cfg.trainer.max_steps})
-    timings["train_s"] = time.perf_counter() - t0
+    # 3. training: the main model, then (with --ablations) one model per training switch
+    variants = _variants(cfg, ablations)
+    models = {"": (cfg, out)}
+    for v in variants:
+        if v.train and v.model_slug not in models:
+            folder = out / "ablations" / v.model_slug
+            models[v.model_slug] = (load_config(recipe, [*base, f"trainer.output_dir={folder / 'train'}", *overrides,
+                                                         *v.train]), folder)
+    for slug, (mcfg, folder) in models.items():
+        if not _done(folder / ".trained"):
+            t0 = time.perf_counter()
+            what = f"the {mcfg.model.size} model" + (f" with {slug}" if slug else "")
+            logger.info("phase 3/4: training %s for %d steps", what, mcfg.trainer.max_steps)
+            _train_and_export(mcfg, cache, folder / "policy", strip=folder / "prediction.png")
+            _mark(folder / ".trained", {"steps": mcfg.trainer.max_steps, "seconds": time.perf_counter() - t0})
+    timings["train_s"] = _seconds(out / ".trained")
+    if len(models) > 1:
+        timings["ablation_train_s"] = sum(_seconds(f / ".trained") for s, (_, f) in models.items() if s)
+    _loss_curves({s or "main": f / "train" for s, (_, f) in models.items()}, out / "loss_curves.png")
 
     # 4. closed-loop evaluation
-    t0 = time.perf_counter()
-    results = _evaluate(cfg, policy_dir, out / "eval", tasks, episodes, max_steps, ablations, seed + EVAL_SEED_OFFSET,
-                        progress, workers)
-    timings["eval_s"] = time.perf_counter() - t0
-    report = _write_report(out, cfg, results, timings)
+    results = _evaluate(cfg, out, variants, tasks, episodes, max_steps, seed + EVAL_SEED_OFFSET, progress, workers)
+    timings["eval_s"] = sum(results[v.label]["seconds"] for v in CORE)
+    if ablations:
+        timings["ablation_eval_s"] = sum(r["seconds"] for k, r in results.items() if k not in {v.label for v in CORE})
+    report = _write_report(out, cfg, tasks, results, timings, ablations, episodes, max_steps)
     logger.info("report: %s", report)
     return {"report": str(report), "timings": timings, "results": {k: v["summary"] for k, v in results.items()}}
 
 
-def _train_and_export(cfg, cache: Path, policy_dir: Path) -> None:
+def _seconds(marker: Path) -> float:
+    """How long the phase took when it ran (recorded in its marker; 0 for markers of older runs)."""
+    try:
+        return float(json.loads(marker.read_text()).get("seconds", 0.0))
+    except (OSError, ValueError, AttributeError):
+        return 0.0
+
+
+def _train_and_export(cfg, cache: Path, policy_dir: Path, strip: Path | None = None) -> None:
     from lbva.data.cache import LatentCache
     from lbva.data.encoders import EmbeddedTextEncoder, EmbeddedVideoEncoder
     from lbva.inference import save_policy
@@ -134,56 +236,197 @@ def _train_and_export(cfg, cache: Path, policy_dir: Path) -> None:
     # the model's input widths follow the encoders the cache was built with
     cfg = replace(cfg, model=replace(cfg.model, text_dim=int(lc.empty_text().shape[-1]),
                                      in_channels=int(video.latent_channels)))
-    trainer, system = fit(cfg)
+    trainer, system = fit(cfg, decoder=video.decode)  # TensorBoard's sampled-vs-real videos in pixels
     model = system.ema_model() if hasattr(system, "ema_model") and cfg.trainer.ema_decay else system.model
     d = cfg.data
     text_enc = EmbeddedTextEncoder(d.embedded_text_dim, d.embedded_text_max_length, d.embedded_text_seed)
     save_policy(policy_dir, model.eval(), cfg, cfg.embodiment.name, lc.stats(), video_encoder=video,
                 text_encoder=text_enc)
+    if strip is not None:
+        try:
+            prediction_strip(system, cfg, video, strip)
+        except Exception as e:  # a figure must not cost the trained model
+            logger.warning("could not draw the prediction strip %s: %s", strip, e)
 
 
-def _evaluate(cfg, policy_dir: Path, out: Path, tasks, episodes: int, max_steps: int, ablations: bool, seed: int,
+def prediction_strip(system, cfg, video, path: Path, samples: int = 3, seed: int = 0) -> Path:
+    """A PNG of predicted vs real frames: for a few training windows, the model continues the real history
+    (video fully denoised to σ = 0) and the decoded prediction is drawn under the real frames."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import torch
+
+    from lbva.data.datamodule import LatentDataModule
+    from lbva.objectives.sampler import full_denoise_steps
+
+    dcfg = replace(cfg, data=replace(cfg.data, chunk_sizes=[max(cfg.data.chunk_sizes)], batch_size=samples))
+    dm = LatentDataModule.from_config(dcfg)
+    dm.setup("fit")
+    g = torch.Generator().manual_seed(seed)
+    batch = next(iter(dm.train_dataloader()))
+    inf = cfg.inference
+    old = system.sampler_config
+    system.sampler_config = replace(old, video_stop_sigma=0.0, video_steps=full_denoise_steps(
+        inf.video_steps, inf.video_stop_sigma, cfg.objective.video_shift))
+    try:
+        with torch.no_grad():
+            pv, _, tv, _, _ = system.sample_last_chunk(batch, g)
+    finally:
+        system.sampler_config = old
+    n, history = pv.shape[2], 2
+    hist = batch["video"][:, :, -n - history:-n] if batch["video"].shape[2] > n + history else batch["video"][:, :, :0]
+    real = video.decode(torch.cat([hist, tv], dim=2)).numpy() if hist.shape[2] else video.decode(tv).numpy()
+    pred = video.decode(pv).numpy()  # (B, n, H, W, 3)
+    h = real.shape[1] - n
+    B = real.shape[0]
+    fig, axes = plt.subplots(2 * B, real.shape[1], figsize=(1.3 * real.shape[1], 2.7 * B), squeeze=False)
+    for b in range(B):
+        for j in range(real.shape[1]):
+            top, bottom = axes[2 * b, j], axes[2 * b + 1, j]
+            top.imshow(real[b, j])
+            if j >= h:
+                bottom.imshow(pred[b, j - h])
+            for ax in (top, bottom):
+                ax.set_xticks([]), ax.set_yticks([])
+                if j < h and ax is bottom:
+                    ax.axis("off")
+            if j == 0:
+                top.set_ylabel("real", fontsize=8)
+            if j == h:
+                bottom.set_ylabel("predicted", fontsize=8)
+            if b == 0:
+                top.set_title("history" if j < h else f"next +{j - h + 1}", fontsize=8)
+    fig.suptitle("predicted vs real frames (training windows, video denoised to σ = 0)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _loss_curves(runs: dict[str, Path], path: Path) -> Path | None:
+    """Training loss (total, video dynamics, inverse dynamics) of each trained model, from its TensorBoard run."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = ("train/loss", "train/loss_dyn", "train/loss_inv")
+    fig, axes = plt.subplots(1, len(tags), figsize=(4 * len(tags), 3), squeeze=False)
+    drew = False
+    for name, folder in runs.items():
+        for events in sorted((folder / "tb").glob("version_*")):
+            acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+            acc.Reload()
+            for ax, tag in zip(axes[0], tags):
+                if tag in acc.Tags().get("scalars", []):
+                    pts = acc.Scalars(tag)
+                    ax.plot([p.step for p in pts], [p.value for p in pts], label=name, linewidth=1)
+                    drew = True
+    if not drew:
+        plt.close(fig)
+        return None
+    for ax, tag in zip(axes[0], tags):
+        ax.set_title(tag, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _evaluate(cfg, out: Path, variants: list[Variant], tasks, episodes: int, max_steps: int, seed: int,
               progress: bool, workers: int = 1) -> dict:
+    """Each variant's rollout and report under ``eval/<variant>``; a variant already evaluated with the same
+    settings (``eval/<variant>/demo.json``) is read back instead of run again (delete it to re-run)."""
     from lbva.eval.report import write_report
     from lbva.eval.rollout import PolicyFactory, rollout
 
     emb = cfg.embodiment.name
-    variants: dict[str, Any] = {
-        "lbva (sync)": DemoPolicy(str(policy_dir), emb, (("mode", "sync"),)),
-        "lbva, no video context": DemoPolicy(str(policy_dir), emb, (("mode", "sync"), ("video_context", "none"))),
-        "zero policy": PolicyFactory("zero", "metaworld"),
-        "random policy": PolicyFactory("random", "metaworld"),
-    }
-    if ablations:
-        variants.update({
-            "lbva (naive async)": DemoPolicy(str(policy_dir), emb, (("mode", "naive_async"),)),
-            "lbva (FDM-grounded async)": DemoPolicy(str(policy_dir), emb, (("mode", "fdm_async"),)),
-            "lbva (full video denoising)": DemoPolicy(str(policy_dir), emb, (("mode", "sync"), ("video_stop_sigma", 0.0))),
-        })
     results = {}
-    for name, factory in variants.items():
-        slug = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
-        logger.info("evaluating %s on %s (%d episodes each)", name, tasks, episodes)
+    for v in variants:
+        folder = out / "eval" / v.slug
+        settings = {"tasks": list(tasks), "episodes": episodes, "max_steps": max_steps, "seed": seed,
+                    "train_steps": cfg.trainer.max_steps, "train": list(v.train), "infer": [list(kv) for kv in v.infer]}
+        record = folder / "demo.json"
+        if record.is_file():
+            try:
+                old = json.loads(record.read_text())
+            except ValueError:
+                old = {}
+            if old.get("settings") == settings:
+                results[v.label] = old
+                continue
+        if v.kind == "lbva":
+            model_dir = out / "ablations" / v.model_slug / "policy" if v.train else out / "policy"
+            factory: Any = DemoPolicy(str(model_dir), emb, v.infer)
+        else:
+            factory = PolicyFactory(v.kind, "metaworld")
+        logger.info("evaluating %s on %s (%d episodes each)", v.label, tasks, episodes)
         t0 = time.perf_counter()
         res = rollout("metaworld", factory, tasks, episodes, seed=seed, max_steps=max_steps, workers=workers,
-                      record_videos=1 if name.startswith("lbva (sync") else 0, progress=progress)
-        rep = write_report(res, out / slug, title=f"{name}", settings={"episodes": episodes, "max_steps": max_steps})
-        rep["seconds"] = time.perf_counter() - t0
-        rep["steps"] = int(sum(r.steps for r in res))
-        results[name] = rep
+                      record_videos=1 if v == SYNC else 0, progress=progress)
+        rep = write_report(res, folder, title=v.label, settings={"episodes": episodes, "max_steps": max_steps})
+        entry = {"summary": rep["summary"], "seconds": time.perf_counter() - t0, "steps": int(sum(r.steps for r in res)),
+                 "settings": settings}
+        record.write_text(json.dumps(entry, indent=2))
+        results[v.label] = entry
     return results
 
 
-def _write_report(out: Path, cfg, results: dict, timings: dict) -> Path:
+def _pct(row: dict) -> str:
+    return f"{100 * row.get('success_rate', float('nan')):.0f} % / {row.get('progress', float('nan')):.2f}"
+
+
+def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_ablations: bool, episodes: int,
+                  max_steps: int) -> Path:
+    total = sum(v for k, v in timings.items() if not k.startswith("ablation"))
     lines = ["# lbva demo report", "",
              f"Model `{cfg.model.size}` ({cfg.model.layout} layout), {cfg.trainer.max_steps} training steps; "
-             f"timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()), "",
-             "| variant | task | success rate | progress |", "|---|---|---|---|"]
+             f"{episodes} held-out episodes per task, at most {max_steps} steps each.", "",
+             "Time per phase: " + ", ".join(f"{k[:-2]} {v / 60:.1f} min" for k, v in timings.items())
+             + f"; main run (without ablations) {total / 60:.1f} min.", "",
+             "## Closed-loop success", "", "Success rate / progress score per task.", "",
+             "| variant | " + " | ".join(tasks) + " | mean |", "|---|" + "---:|" * (len(tasks) + 1)]
+    for v in CORE:
+        s = results[v.label]["summary"]
+        lines.append(f"| {v.label} | " + " | ".join(_pct(s.get(t, {})) for t in tasks) + f" | {_pct(s.get('mean', {}))} |")
+    if with_ablations:
+        lines += ["", "## Ablations", "",
+                  "Time to finish: mean over successful episodes of the episode on a robot at the embodiment's "
+                  "control rate (steps / control rate + the idle time the measured chunk latencies would cost, "
+                  "with what async execution hides). Chunk latency: median per episode, measured here on the CPU.", ""]
+        for ab in ablations(cfg):
+            if len(ab.rows) < 2:
+                continue
+            lines += [f"### {ab.title}", "", f"{ab.claim}.", "",
+                      "| setting | recipe switch | " + " | ".join(tasks) + " | mean success | time to finish (s) | "
+                      "chunk latency (ms) |", "|---|---|" + "---:|" * (len(tasks) + 3)]
+            for label, switch, v in ab.rows:
+                s = results[v.label]["summary"]
+                m = s.get("mean", {})
+                lines.append(f"| {label} | `{switch}` | " + " | ".join(_pct(s.get(t, {})) for t in tasks)
+                             + f" | {100 * m.get('success_rate', float('nan')):.0f} % | "
+                               f"{m.get('time_to_finish_s', float('nan')):.2f} | "
+                               f"{1000 * m.get('chunk_latency_s', float('nan')):.0f} |")
+            lines.append("")
+    lines += ["", "## Detail", "", "| variant | task | success rate | progress |", "|---|---|---|---|"]
     for name, rep in results.items():
         for task, row in rep["summary"].items():
-            lines.append(f"| {name} | {task} | {row.get('success_rate', float('nan')):.2f} | {row.get('progress', float('nan')):.2f} |")
-    lines += ["", "Per-variant reports (plots, videos): `eval/<variant>/report.md`; training curves: "
-              f"`tensorboard --logdir {out / 'train'}`.", ""]
+            lines.append(f"| {name} | {task} | {row.get('success_rate', float('nan')):.2f} | "
+                         f"{row.get('progress', float('nan')):.2f} |")
+    lines += ["", "## Figures", ""]
+    if (out / "loss_curves.png").is_file():
+        lines += ["![training loss](loss_curves.png)", ""]
+    if (out / "prediction.png").is_file():
+        lines += ["![predicted vs real frames](prediction.png)", ""]
+    lines += ["Per-variant reports (success plots, the sync policy's episode videos): `eval/<variant>/report.md`; "
+              f"training curves and sampled-vs-real videos: `tensorboard --logdir {out}`.", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     (out / "summary.json").write_text(json.dumps({k: v["summary"] for k, v in results.items()} | {"timings": timings},

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import statistics
 import time
 from dataclasses import replace
@@ -131,7 +130,7 @@ def _server_vs_inprocess(stack, repeats: int) -> tuple[float, float]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from lbva.objectives.flow_matching import inverse_shift
+    from lbva.objectives.sampler import full_denoise_steps
 
     quick = args.quick
     size = "tiny" if quick else "small"
@@ -153,8 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
     # partial (to the stop σ) vs full (to 0 with the same step size in the unshifted grid)
     inf, shift = cfg.inference, cfg.objective.video_shift
-    t_stop = float(inverse_shift(inf.video_stop_sigma, shift))
-    full_steps = max(inf.video_steps, math.ceil(inf.video_steps / max(1e-6, 1.0 - t_stop)))
+    full_steps = full_denoise_steps(inf.video_steps, inf.video_stop_sigma, shift)
     h = histories[0]
     partial = statistics.median(_chunk_latencies(stack, h, repeats))
     full = statistics.median(_chunk_latencies(stack, h, repeats, video_stop_sigma=0.0, video_steps=full_steps))

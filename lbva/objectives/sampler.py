@@ -13,6 +13,8 @@ KV cache.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -50,6 +52,14 @@ def euler_sigmas(steps: int, shift: float, stop_sigma: float = 0.0, device=None)
     sig = shift_sigma(grid, shift)
     sig[0], sig[-1] = 1.0, stop_sigma  # exact end points
     return sig.to(device=device, dtype=torch.float32)
+
+
+def full_denoise_steps(video_steps: int, stop_sigma: float, shift: float) -> int:
+    """Euler steps that integrate video to σ = 0 with the step size ``video_steps`` steps to ``stop_sigma`` use.
+
+    Partial denoising saves exactly these extra steps; comparisons at equal step size use this count."""
+    t_stop = float(inverse_shift(float(stop_sigma), shift))
+    return max(int(video_steps), math.ceil(video_steps / max(1e-6, 1.0 - t_stop)))
 
 
 def guided(predict: Callable[[torch.Tensor], torch.Tensor], text: torch.Tensor, null_text: torch.Tensor | None,
