@@ -133,3 +133,46 @@ def test_progress_starts_low_and_the_expert_completes_it(task):
         assert progress[len(progress) // 4] < 1.0  # progress is earned along the way, not given at the start
     finally:
         env.close()
+
+
+def test_camera_image_is_rendered_on_first_read_and_only_for_its_own_step():
+    """Lazy rendering: a frame read late equals one read at once; unread frames cost no render; a frame never
+    read before the env stepped on raises instead of showing the wrong state; copies and pickles are plain dicts."""
+    import pickle
+
+    from lbva_metaworld.env import CAMERA_KEY
+
+    _, factory = get_env_factory("metaworld")
+    eager, lazy = factory("reach-v3", seed=5), factory("reach-v3", seed=5)
+    renders = []
+    inner = lazy._frame
+    lazy._frame = lambda: renders.append(1) or inner()
+
+    def eager_step(a):  # every image read at once, as an eager renderer would
+        obs = eager.step(a)[0]
+        return obs, obs[CAMERA_KEY]
+
+    try:
+        e0, l0 = eager.reset(seed=5), lazy.reset(seed=5)
+        e0_img = e0[CAMERA_KEY]
+        assert renders == [] and CAMERA_KEY in l0 and len(l0) == len(e0)
+        action = np.array([0.5, 0.3, -0.2, 0.0], np.float32)
+        e1, e1_img = eager_step(action)
+        lazy.step(action)
+        with pytest.raises(RuntimeError, match="stepped"):
+            l0[CAMERA_KEY]  # the state of the reset is gone
+        eager_step(action), lazy.step(action)  # an observation nobody reads: no render
+        assert renders == []
+        assert not np.array_equal(e0_img, e1_img)  # the arm moved
+        e3, e3_img = eager_step(action)
+        l3 = lazy.step(action)[0]
+        np.testing.assert_array_equal(l3[CAMERA_KEY], e3_img)
+        assert len(renders) == 1
+        plain = pickle.loads(pickle.dumps(l3))
+        assert type(plain) is dict and set(plain) == set(e3) and np.array_equal(plain[CAMERA_KEY], e3_img)
+        e4, e4_img = eager_step(action)
+        copied = dict(lazy.step(action)[0])  # listing the keys renders first
+        np.testing.assert_array_equal(copied[CAMERA_KEY], e4_img)
+        assert len(renders) == 2
+    finally:
+        eager.close(), lazy.close()

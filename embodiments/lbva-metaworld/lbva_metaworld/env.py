@@ -82,6 +82,83 @@ def instruction(task: str) -> str:
     return INSTRUCTIONS.get(task, re.sub(r"-v\d+$", "", task).replace("-", " "))
 
 
+class Observation(dict):
+    """An observation whose camera image is rendered when first read.
+
+    Rendering is most of a simulated step's cost on a CPU, and many readers never look at most frames: a
+    world-model policy takes one keyframe every few actions, the zero and random baselines none. The image is
+    the state at the step that produced this observation; once the env steps again an image never read cannot
+    be rendered any more, and reading it raises. Anything that lists, copies or pickles the observation gets the
+    image rendered first, so it behaves as a plain dict for every reader."""
+
+    __slots__ = ("_render", "_expired")
+
+    def __init__(self, values: dict, render):
+        super().__init__(values)
+        self._render, self._expired = render, False
+
+    def _fill(self) -> None:
+        if self._render is not None:
+            if self._expired:
+                raise RuntimeError(
+                    f"{CAMERA_KEY} of this observation was never read and the env has stepped since; read the "
+                    "image before the next env.step (or keep a copy of the observation made before it)"
+                )
+            render, self._render = self._render, None
+            dict.__setitem__(self, CAMERA_KEY, render())
+
+    def expire(self) -> None:
+        self._expired = True
+
+    def __missing__(self, key):
+        if key == CAMERA_KEY and self._render is not None:
+            self._fill()
+            return dict.__getitem__(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key) -> bool:
+        return dict.__contains__(self, key) or (key == CAMERA_KEY and self._render is not None)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def __iter__(self):
+        self._fill()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        return dict.__len__(self) + (self._render is not None)
+
+    def keys(self):
+        self._fill()
+        return dict.keys(self)
+
+    def values(self):
+        self._fill()
+        return dict.values(self)
+
+    def items(self):
+        self._fill()
+        return dict.items(self)
+
+    def copy(self) -> dict:
+        self._fill()
+        return dict(dict.items(self))
+
+    def __eq__(self, other) -> bool:
+        self._fill()
+        return dict.__eq__(self, other)
+
+    __hash__ = None
+
+    def __reduce__(self):
+        return (dict, (self.copy(),))
+
+    def __repr__(self) -> str:
+        self._fill()
+        return dict.__repr__(self)
+
+
 class MetaWorldEnv:
     """One Meta-World v3 task with a rendered camera, following ``lbva.eval.env.RobotEnv``.
 
@@ -112,6 +189,7 @@ class MetaWorldEnv:
         self.seed = int(seed)
         self._env: Any = None
         self._renderer: Any = None
+        self._last_obs: Observation | None = None  # expired when the simulator steps on
         self._steps = 0
         self._d0 = 1.0
         self._object_distance = False
@@ -156,12 +234,11 @@ class MetaWorldEnv:
 
     def _observation(self, raw: np.ndarray) -> dict:
         raw = np.asarray(raw, dtype=np.float32)  # (39,)
-        return {
-            CAMERA_KEY: self._frame(),
-            STATE_KEY: raw[:4].copy(),
-            ENV_STATE_KEY: raw,
-            "task": self.instruction,
-        }
+        if self._last_obs is not None:
+            self._last_obs.expire()  # the simulator state it would render is gone
+        obs = Observation({STATE_KEY: raw[:4].copy(), ENV_STATE_KEY: raw, "task": self.instruction}, self._frame)
+        self._last_obs = obs
+        return obs
 
     # -- RobotEnv ------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> dict:
