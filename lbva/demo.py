@@ -172,7 +172,7 @@ def run_demo(out: str | Path, recipe: str = "demo/metaworld", tasks=DEFAULT_TASK
             import shutil
 
             shutil.rmtree(dataset)  # a half-written dataset from an interrupted run
-        summary = collect("metaworld", tasks, demos, dataset, seed=seed, progress=progress)
+        summary = collect("metaworld", tasks, demos, dataset, seed=seed, progress=progress, workers=workers)
         _mark(out / ".collected", {"kept": summary.kept, "tries": summary.tries, "frames": summary.frames,
                                    "seconds": time.perf_counter() - t0})
     timings["collect_s"] = _seconds(out / ".collected")

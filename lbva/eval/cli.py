@@ -48,6 +48,8 @@ def register(subparsers) -> None:
     c.add_argument("--max-tries", type=int, default=None, help="attempts per task (default 3*episodes+5)")
     c.add_argument("--repo-id", default=None, help="LeRobot repo id written into the metadata")
     c.add_argument("--codec", default="h264", help="video codec: h264 (fast) or av1 (LeRobot's default)")
+    c.add_argument("--workers", type=int, default=1,
+                   help="processes simulating tasks in parallel (the dataset is the same for any number)")
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     c.set_defaults(func=run_collect)
 
@@ -147,7 +149,8 @@ def run_collect(args: argparse.Namespace) -> int:
     args.tasks = expand_tasks(env, args.tasks)
     try:
         s = collect(env, args.tasks, args.episodes, args.out, seed=args.seed, noise_std=args.noise,
-                    max_tries=args.max_tries, repo_id=args.repo_id, codec=args.codec, progress=not args.no_progress)
+                    max_tries=args.max_tries, repo_id=args.repo_id, codec=args.codec, progress=not args.no_progress,
+                    workers=args.workers)
     except (ValueError, FileExistsError, RuntimeError) as e:
         raise CLIError(str(e)) from None
     for task in s.kept:

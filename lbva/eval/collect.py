@@ -54,21 +54,22 @@ def collect(
     codec: str = "h264",
     env_kwargs: dict | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> CollectSummary:
     """Record ``episodes`` successful expert episodes per task into a new LeRobot dataset at ``out``.
 
     ``noise_std`` adds N(0, noise_std · (high − low)/2) to every expert action (clipped to the limits);
     ``max_tries`` caps the attempts per task (default ``3 × episodes + 5``); ``codec`` is the video codec
-    (h264 is quick on a CPU; LeRobot's default av1 works too). Raises RuntimeError when a task yields no
-    successful episode.
+    (h264 is quick on a CPU; LeRobot's default av1 works too). ``workers > 1`` simulates tasks in that many
+    spawned processes (one task each at a time) while this process encodes and writes them; the dataset is the
+    same as with one worker. Raises RuntimeError when a task yields no successful episode.
     """
     from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from tqdm.auto import tqdm
 
     from lbva.embodiment import get_embodiment, get_env_factory
-    from lbva.eval.baselines import ScriptedPolicy, find_expert
-    from lbva.eval.rollout import episode_seed
+    from lbva.eval.baselines import find_expert
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes}")
@@ -76,7 +77,7 @@ def collect(
     if not tasks:
         raise ValueError("no tasks given; name at least one (e.g. --tasks reach-v3)")
     embodiment, factory = get_env_factory(env_name)
-    make_expert = find_expert(factory)
+    find_expert(factory)  # fails now, naming the simulator, when it has no scripted expert
     spec = get_embodiment(embodiment)
     root = Path(out)
     if root.exists() and any(root.iterdir()):
@@ -96,38 +97,67 @@ def collect(
     )
     summary = CollectSummary(root=root)
     bar = tqdm(total=episodes * len(tasks), desc=f"collect {env_name}", unit="ep", disable=not progress)
+    args = (env_name, episodes, seed, noise_std, max_tries, env_kwargs or {})
+    pool = None
     try:
-        for task in tasks:
-            env = factory(task, seed=seed, **(env_kwargs or {}))
-            try:
-                policy = ScriptedPolicy(make_expert(task), spec, noise_std=noise_std)
-                kept = tries = 0
-                while kept < episodes and tries < max_tries:
-                    s = episode_seed(seed, task, tries)
-                    tries += 1
-                    frames = _expert_episode(env, policy, s, spec)
-                    if frames is None:
-                        continue
-                    for frame in frames:
-                        ds.add_frame(frame)
-                    ds.save_episode(parallel_encoding=False)
-                    summary.frames += len(frames)
-                    kept += 1
+        if workers > 1 and len(tasks) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=mp.get_context("spawn"))
+            futures = [pool.submit(_task_episodes, task, *args) for task in tasks]
+            outcomes = (f.result() for f in futures)  # in task order: the dataset does not depend on scheduling
+        else:
+            outcomes = (_task_episodes(task, *args, on_episode=lambda: bar.update(1)) for task in tasks)
+        for task, (kept_frames, tries) in zip(tasks, outcomes):
+            for frames in kept_frames:
+                for frame in frames:
+                    ds.add_frame(frame)
+                ds.save_episode(parallel_encoding=False)
+                summary.frames += len(frames)
+                if pool is not None:
                     bar.update(1)
-                    bar.set_postfix(task=task, tries=tries)
-            finally:
-                env.close()
-            summary.kept[task], summary.tries[task] = kept, tries
-            logger.info("%s: kept %d successful episodes of %d tries", task, kept, tries)
-            if kept == 0:
+            bar.set_postfix(task=task, tries=tries)
+            summary.kept[task], summary.tries[task] = len(kept_frames), tries
+            logger.info("%s: kept %d successful episodes of %d tries", task, len(kept_frames), tries)
+            if not kept_frames:
                 raise RuntimeError(
                     f"the scripted expert never succeeded on {task!r} in {tries} tries (noise_std={noise_std}); "
                     "lower --noise or raise --max-tries"
                 )
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         ds.finalize()
     return summary
+
+
+def _task_episodes(task: str, env_name: str, episodes: int, seed: int, noise_std: float, max_tries: int,
+                   env_kwargs: dict, on_episode=None) -> tuple[list[list[dict]], int]:
+    """The frames of the first ``episodes`` successful expert tries of ``task`` (try k has seed
+    ``episode_seed(seed, task, k)``), and how many tries that took."""
+    from lbva.embodiment import get_embodiment, get_env_factory
+    from lbva.eval.baselines import ScriptedPolicy, find_expert
+    from lbva.eval.rollout import episode_seed
+
+    embodiment, factory = get_env_factory(env_name)
+    spec = get_embodiment(embodiment)
+    env = factory(task, seed=seed, **env_kwargs)
+    kept: list[list[dict]] = []
+    tries = 0
+    try:
+        policy = ScriptedPolicy(find_expert(factory)(task), spec, noise_std=noise_std)
+        while len(kept) < episodes and tries < max_tries:
+            frames = _expert_episode(env, policy, episode_seed(seed, task, tries), spec)
+            tries += 1
+            if frames is not None:
+                kept.append(frames)
+                if on_episode is not None:
+                    on_episode()
+    finally:
+        env.close()
+    return kept, tries
 
 
 def _expert_episode(env: Any, policy: Any, seed: int, spec: Any) -> list[dict] | None:
