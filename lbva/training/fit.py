@@ -68,6 +68,36 @@ class _TrainData(L.LightningDataModule):
         return self.val_loader if self.val_loader is not None else []
 
 
+class StepProgress(L.Callback):
+    """A tqdm bar over optimizer steps (``global_step / max_steps``) with the loss, on rank 0.
+
+    Lightning's own bar counts batches per epoch, which says little when training is step-bound over a small
+    dataset (hundreds of short "epochs"); this one shows how far the run is and how long is left, also when the
+    output is a log file rather than a terminal."""
+
+    def __init__(self, total: int):
+        self.total, self.bar = int(total), None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, initial=trainer.global_step, desc="train", unit="step",
+                            dynamic_ncols=True, mininterval=1.0)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.bar is not None:
+            self.bar.update(trainer.global_step - self.bar.n)
+            loss = trainer.callback_metrics.get("loss")
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def build_trainer(cfg: LbvaConfig, callbacks=(), has_val: bool = False, **overrides) -> L.Trainer:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -84,8 +114,10 @@ def build_trainer(cfg: LbvaConfig, callbacks=(), has_val: bool = False, **overri
         max_steps=t.max_steps, max_epochs=-1, precision=t.precision, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy=strategy, gradient_clip_val=t.grad_clip or None,
         accumulate_grad_batches=t.accumulate_grad_batches, log_every_n_steps=t.log_every_n_steps,
-        logger=TensorBoardLogger(t.output_dir, name="tb"), callbacks=[ckpt, LearningRateMonitor("step"), *callbacks],
-        enable_progress_bar=t.progress_bar, use_distributed_sampler=False, default_root_dir=t.output_dir,
+        logger=TensorBoardLogger(t.output_dir, name="tb"),
+        callbacks=[ckpt, LearningRateMonitor("step"), *([StepProgress(t.max_steps)] if t.progress_bar else []),
+                   *callbacks],
+        enable_progress_bar=False, enable_model_summary=t.progress_bar, use_distributed_sampler=False, default_root_dir=t.output_dir,
         val_check_interval=t.val_every_n_steps if (has_val and t.val_every_n_steps) else None,
         check_val_every_n_epoch=None if (has_val and t.val_every_n_steps) else 1,
         limit_val_batches=None if has_val else 0, num_sanity_val_steps=0,
