@@ -256,29 +256,40 @@ def prediction_strip(system, cfg, video, path: Path, samples: int = 3, seed: int
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import numpy as np
     import torch
 
     from lbva.data.datamodule import LatentDataModule
     from lbva.objectives.sampler import full_denoise_steps
 
-    dcfg = replace(cfg, data=replace(cfg.data, chunk_sizes=[max(cfg.data.chunk_sizes)], batch_size=samples))
-    dm = LatentDataModule.from_config(dcfg)
+    K = max(cfg.data.chunk_sizes)
+    dm = LatentDataModule.from_config(replace(cfg, data=replace(cfg.data, chunk_sizes=[K], batch_size=1)))
     dm.setup("fit")
     g = torch.Generator().manual_seed(seed)
-    batch = next(iter(dm.train_dataloader()))
     inf = cfg.inference
     old = system.sampler_config
     system.sampler_config = replace(old, video_stop_sigma=0.0, video_steps=full_denoise_steps(
         inf.video_steps, inf.video_stop_sigma, cfg.objective.video_shift))
+    history = 3
+    real, pred = [], []
     try:
-        with torch.no_grad():
-            pv, _, tv, _, _ = system.sample_last_chunk(batch, g)
+        for i, batch in enumerate(dm.train_dataloader()):  # windows long enough to show some history
+            if len(real) == samples or i > 200:
+                break
+            F = batch["video"].shape[2]
+            Fh = (F - 1) // K * K
+            if Fh < history or F - Fh < K:
+                continue
+            with torch.no_grad():
+                pv = system.sample_last_chunk(batch, g)[0]
+            real.append(video.decode(batch["video"][:, :, Fh - history:Fh + K]).numpy()[0])  # (history + K, H, W, 3)
+            pred.append(video.decode(pv).numpy()[0])  # (K, H, W, 3)
     finally:
         system.sampler_config = old
-    n, history = pv.shape[2], 2
-    hist = batch["video"][:, :, -n - history:-n] if batch["video"].shape[2] > n + history else batch["video"][:, :, :0]
-    real = video.decode(torch.cat([hist, tv], dim=2)).numpy() if hist.shape[2] else video.decode(tv).numpy()
-    pred = video.decode(pv).numpy()  # (B, n, H, W, 3)
+    if not real:
+        raise ValueError(f"no training window has {history} frames of history and a whole chunk of {K}")
+    real, pred = np.stack(real), np.stack(pred)
+    n = pred.shape[1]
     h = real.shape[1] - n
     B = real.shape[0]
     fig, axes = plt.subplots(2 * B, real.shape[1], figsize=(1.3 * real.shape[1], 2.7 * B), squeeze=False)
