@@ -90,6 +90,7 @@ def ablations(cfg) -> tuple[Ablation, ...]:
     inf = cfg.inference
     full = full_denoise_steps(inf.video_steps, inf.video_stop_sigma, cfg.objective.video_shift)
     p = cfg.objective.noisy_history_prob
+    other = "shared" if cfg.model.layout == "mot" else "mot"
     return (
         Ablation("Control mode", "paper: naive async < FDM-grounded async ≈ sync in success, async finishing sooner", (
             ("sync", "inference.mode=sync", SYNC),
@@ -111,8 +112,7 @@ def ablations(cfg) -> tuple[Ablation, ...]:
         )),
         Ablation("Action stream", "paper: an asymmetric Mixture-of-Transformers action stream (mot)", (
             (f"{cfg.model.layout}", f"model.layout={cfg.model.layout}", SYNC),
-            *((("mot", "model.layout=mot", Variant("lbva, mot action stream", train=("model.layout=mot",))),)
-              if cfg.model.layout != "mot" else ()),
+            (other, f"model.layout={other}", Variant(f"lbva, {other} action stream", train=(f"model.layout={other}",))),
         )),
     )
 
