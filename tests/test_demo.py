@@ -79,8 +79,10 @@ def test_ablations_train_their_switches_and_report_a_table_each(quick_demo, monk
     """--ablations on a finished run: two more models (each with its recipe switch), five more evaluations,
     the core variants read back rather than run again, and one report table per ablation."""
     import lbva.eval.rollout as rollout_mod
+    from lbva.config import load_config
 
     out, _, _ = quick_demo
+    other = "shared" if load_config("demo/metaworld").model.layout == "mot" else "mot"  # the layout not in the recipe
     ran = []
     rollout = rollout_mod.rollout
 
@@ -98,7 +100,7 @@ def test_ablations_train_their_switches_and_report_a_table_each(quick_demo, monk
     overrides = sorted(str(dict(f.overrides)) for f in ran)
     assert len(ran) == 5, overrides
     assert {"ablation_train_s", "ablation_eval_s"} <= set(info["timings"])
-    for slug, key, value in (("model_layout_mot", ("model", "layout"), "mot"),
+    for slug, key, value in ((f"model_layout_{other}", ("model", "layout"), other),
                              ("objective_noisy_history_prob_0", ("objective", "noisy_history_prob"), 0)):
         saved = json.loads((out / "ablations" / slug / "policy" / "lbva_policy.json").read_text())["config"]
         assert saved[key[0]][key[1]] == value
@@ -110,7 +112,7 @@ def test_ablations_train_their_switches_and_report_a_table_each(quick_demo, monk
     report = (out / "report.md").read_text()
     for title in ("### Control mode", "### Noisy-history augmentation", "### Video denoising", "### Action stream"):
         assert title in report
-    for switch in ("`inference.mode=fdm_async`", "`objective.noisy_history_prob=0`", "`model.layout=mot`",
+    for switch in ("`inference.mode=fdm_async`", "`objective.noisy_history_prob=0`", f"`model.layout={other}`",
                    "`inference.video_stop_sigma=0"):
         assert switch in report
     assert (out / "prediction.png").is_file()

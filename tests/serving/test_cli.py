@@ -149,7 +149,9 @@ def test_lbva_serve_process_serves_until_interrupted():
     from pathlib import Path
 
     here = Path(__file__).resolve().parent
-    proc = subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT, str(here)], stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as from a terminal: a test run started as a background job passes SIGINT on ignored
+    proc = subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT, str(here)], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     killer = threading.Timer(120, proc.kill)  # bound the test even if the server never starts
     killer.start()
     try:
