@@ -61,12 +61,20 @@ class Variant:
 
     @property
     def slug(self) -> str:
-        return "".join(ch if ch.isalnum() else "_" for ch in self.label).strip("_")
+        return _slug(self.label).strip("_")
 
     @property
     def model_slug(self) -> str:
-        """The folder of the model this variant runs ('' = the main model)."""
-        return "_".join("".join(ch if ch.isalnum() else "_" for ch in o) for o in self.train)
+        """The name of the model this variant runs ('' = the main model)."""
+        return "_".join(_slug(o) for o in self.train)
+
+    def model_folder(self, out: Path) -> Path:
+        """Where that model is trained: the run folder itself, or ``ablations/<model_slug>``."""
+        return out / "ablations" / self.model_slug if self.train else out
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text)
 
 
 SYNC = Variant("lbva (sync)")
@@ -192,7 +200,7 @@ def run_demo(out: str | Path, recipe: str = "demo/metaworld", tasks=DEFAULT_TASK
     models = {"": (cfg, out)}
     for v in variants:
         if v.train and v.model_slug not in models:
-            folder = out / "ablations" / v.model_slug
+            folder = v.model_folder(out)
             models[v.model_slug] = (load_config(recipe, [*base, f"trainer.output_dir={folder / 'train'}", *overrides,
                                                          *v.train]), folder)
     for slug, (mcfg, folder) in models.items():
@@ -364,6 +372,8 @@ def _evaluate(cfg, out: Path, variants: list[Variant], tasks, episodes: int, max
         folder = out / "eval" / v.slug
         settings = {"tasks": list(tasks), "episodes": episodes, "max_steps": max_steps, "seed": seed,
                     "train_steps": cfg.trainer.max_steps, "train": list(v.train), "infer": [list(kv) for kv in v.infer]}
+        if v.kind == "lbva":  # a retrained model (a new marker) is evaluated again
+            settings["model_trained"] = _seconds(v.model_folder(out) / ".trained")
         record = folder / "demo.json"
         if record.is_file():
             try:
@@ -374,8 +384,7 @@ def _evaluate(cfg, out: Path, variants: list[Variant], tasks, episodes: int, max
                 results[v.label] = old
                 continue
         if v.kind == "lbva":
-            model_dir = out / "ablations" / v.model_slug / "policy" if v.train else out / "policy"
-            factory: Any = DemoPolicy(str(model_dir), emb, v.infer)
+            factory: Any = DemoPolicy(str(v.model_folder(out) / "policy"), emb, v.infer)
         else:
             factory = PolicyFactory(v.kind, "metaworld")
         logger.info("evaluating %s on %s (%d episodes each)", v.label, tasks, episodes)
