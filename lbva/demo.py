@@ -27,7 +27,11 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TASKS = ("plate-slide-v3", "button-press-topdown-v3", "reach-v3")
+# Tasks whose target the 64x64 camera shows plainly (a puck and its goal, a button box, a window) and whose scene
+# varies enough that the arm's motion alone does not solve them (another scene's expert actions replayed open loop
+# fail on 6-8 of 10 scenes). reach-v3 was dropped: its goal is a one-pixel marker at this resolution, and the trained
+# model reached it on 25 % of episodes against 15 % with its video context removed.
+DEFAULT_TASKS = ("plate-slide-v3", "button-press-topdown-v3", "button-press-v3", "window-open-v3")
 # evaluation episodes draw their seeds from another stream than the demonstrations (episode_seed(seed + offset,
 # task, e)): the policy is scored on initial states it was not trained on
 EVAL_SEED_OFFSET = 10_000
