@@ -3,10 +3,13 @@
 import numpy as np
 import pytest
 
+from lbva.demo import DEFAULT_TASKS
 from lbva.embodiment import get_embodiment, get_env_factory
 from lbva.eval.env import RobotEnv, check_observation
 
-TASKS = ["reach-v3", "push-v3", "button-press-topdown-v3", "drawer-open-v3", "door-open-v3"]
+# the demo's default tasks included: its collection and evaluation rely on their experts and progress scores
+TASKS = list(dict.fromkeys(["reach-v3", "push-v3", "button-press-topdown-v3", "drawer-open-v3", "door-open-v3",
+                            *DEFAULT_TASKS]))
 
 
 def test_registered_for_the_sawyer_embodiment():
