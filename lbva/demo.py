@@ -2,7 +2,7 @@
 
 1. collect scripted Meta-World demonstrations as a LeRobot dataset,
 2. prepare it: train the embedded VAE on its frames, cache latents, text embeddings and statistics,
-3. train the ``small`` world model from ``recipes/demo/metaworld.yaml`` (with ``--ablations`` also one model per
+3. train the ``small`` world model from ``lbva/recipes/demo/metaworld.yaml`` (with ``--ablations`` also one model per
    training switch: no noisy-history augmentation, the mot action stream),
 4. export a policy folder and evaluate it closed loop against baselines (zero, random, the same model with its
    video context removed); with ``--ablations`` also naive and FDM-grounded async and full video denoising,

@@ -9,7 +9,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="inspect recipes")
     verbs = p.add_subparsers(dest="config_verb", metavar="<verb>", required=True)
     show = verbs.add_parser("show", help="print a recipe merged with defaults and overrides")
-    show.add_argument("recipe", nargs="?", default=None, help="recipe path or name under recipes/ (default: defaults only)")
+    show.add_argument("recipe", nargs="?", default=None, help="recipe path or name under lbva/recipes/ (default: defaults only)")
     show.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.lr=1e-4")
     show.set_defaults(func=_show)
 

@@ -23,25 +23,25 @@ class ConfigError(ValueError):
     """A recipe or override that does not fit the schema."""
 
 
-def repo_recipes_dir() -> Path:
-    """``recipes/`` beside the installed package (a source checkout or an editable install)."""
-    return Path(__file__).resolve().parents[2] / "recipes"
+def recipes_dir() -> Path:
+    """The recipes shipped inside the package (``lbva/recipes``), so a wheel install has them too."""
+    return Path(__file__).resolve().parents[1] / "recipes"
 
 
 def resolve_recipe(recipe: str | Path, relative_to: Path | None = None) -> Path:
-    """Find a recipe by path, or by name under ``recipes/`` (``demo/metaworld`` → ``recipes/demo/metaworld.yaml``)."""
+    """Find a recipe by path, or by name shipped with lbva (``demo/metaworld`` → ``lbva/recipes/demo/metaworld.yaml``)."""
     raw = str(recipe)
     candidates: list[Path] = []
-    for base in ([relative_to] if relative_to else []) + [Path.cwd(), repo_recipes_dir()]:
+    for base in ([relative_to] if relative_to else []) + [Path.cwd(), recipes_dir()]:
         p = Path(raw) if Path(raw).is_absolute() else base / raw
         candidates += [p, p.with_suffix(".yaml")] if p.suffix != ".yaml" else [p]
     for c in candidates:
         if c.is_file():
             return c
-    known = sorted(str(p.relative_to(repo_recipes_dir()).with_suffix("")) for p in repo_recipes_dir().rglob("*.yaml"))
+    known = sorted(str(p.relative_to(recipes_dir()).with_suffix("")) for p in recipes_dir().rglob("*.yaml"))
     hint = difflib.get_close_matches(raw, known, n=3)
     raise ConfigError(
-        f"recipe {raw!r} not found (looked for a file, then under {repo_recipes_dir()}). "
+        f"recipe {raw!r} not found (looked for a file, then under {recipes_dir()}). "
         f"Known recipes: {', '.join(known) or 'none'}." + (f" Did you mean: {', '.join(hint)}?" if hint else "")
     )
 

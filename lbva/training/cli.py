@@ -7,7 +7,7 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model from a recipe (Lightning Trainer or Fabric loop)")
-    p.add_argument("recipe", help="recipe path or name under recipes/, e.g. demo/tiny")
+    p.add_argument("recipe", help="recipe path or name under lbva/recipes/, e.g. demo/tiny")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. trainer.max_steps=100")
     p.add_argument("--engine", choices=["trainer", "fabric"], default=None, help="override trainer.engine")
     p.add_argument("--resume", default=None, help="checkpoint to resume from, or 'last'")

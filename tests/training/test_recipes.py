@@ -5,22 +5,22 @@ from pathlib import Path
 import pytest
 
 from lbva.config import load_config
-from lbva.config.loader import repo_recipes_dir
+from lbva.config.loader import recipes_dir
 
-RECIPES = sorted(repo_recipes_dir().rglob("*.yaml"))
+RECIPES = sorted(recipes_dir().rglob("*.yaml"))
 
 
 def test_the_expected_recipes_exist():
-    names = {str(p.relative_to(repo_recipes_dir()).with_suffix("")) for p in RECIPES}
+    names = {str(p.relative_to(recipes_dir()).with_suffix("")) for p in RECIPES}
     assert {"pretrain/lingbot_va", "posttrain/robotwin", "posttrain/libero", "posttrain/real_50_demos",
             "demo/metaworld", "demo/tiny"} <= names
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(repo_recipes_dir())))
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(recipes_dir())))
 def test_recipe_loads_and_names_its_command(path: Path):
     cfg = load_config(str(path))
     first = path.read_text().splitlines()[0]
-    name = str(path.relative_to(repo_recipes_dir()).with_suffix(""))
+    name = str(path.relative_to(recipes_dir()).with_suffix(""))
     assert first.startswith(f"# lbva train {name}"), first
     assert cfg.trainer.max_steps >= 1
 
