@@ -47,8 +47,9 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys; sys.exit(
   log "creating $VENV"
   "${UV[@]}" venv -q --clear -p "$PY" "$VENV"
 fi
-# Reinstall only when the dependency declarations changed (a stamp of their hash).
-PLUGINS=$(ls -d embodiments/*/ 2>/dev/null | while read -r d; do [ -f "$d/pyproject.toml" ] && echo "${d%/}"; done || true)
+# Reinstall only when the dependency declarations changed (a stamp of their hash). The distributions beside lbva
+# (clients/*: the torch-free client lbva depends on; embodiments/*: the plugins) are installed editable with it.
+PLUGINS=$(ls -d clients/*/ embodiments/*/ 2>/dev/null | while read -r d; do [ -f "$d/pyproject.toml" ] && echo "${d%/}"; done || true)
 STAMP="$VENV/.lbva-setup-stamp"
 want=$(cat pyproject.toml $(for d in $PLUGINS; do echo "$d/pyproject.toml"; done) scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
