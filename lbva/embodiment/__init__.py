@@ -21,7 +21,8 @@ _EXPORTS = {
     ),
     "lbva.embodiment.spec": (
         "ACTION_DIM", "CAMERA_LAYOUTS", "LEFT_EEF", "LEFT_GRIPPER", "LEFT_JOINTS", "RIGHT_EEF", "RIGHT_GRIPPER",
-        "RIGHT_JOINTS", "ActionStats", "CameraSpec", "EmbodimentSpec", "FieldSpec", "denormalize", "normalize",
+        "RIGHT_JOINTS", "ActionStats", "CameraSpec", "EmbodimentSpec", "FieldSpec", "StateAlias", "denormalize",
+        "normalize",
     ),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from lbva.embodiment.hookspecs import hookimpl
-from lbva.embodiment.spec import ActionStats, CameraSpec, EmbodimentSpec, FieldSpec
+from lbva.embodiment.spec import ActionStats, CameraSpec, EmbodimentSpec, FieldSpec, StateAlias
 
 # LeRobot's SO-100/101 and Koch follower motors, in the order of their action/state features
 # (lerobot.robots.so_follower / koch_follower: ``{motor}.pos``).
@@ -88,11 +88,19 @@ def robotwin_aloha_agilex() -> EmbodimentSpec:
     )
 
 
+# openpi's LIBERO example client (examples/libero/main.py): two 224x224 views rotated by 180 degrees, as
+# lbva-libero's default preprocessing, and the 8-dim state eef_pos + axis-angle + gripper_qpos, as ours.
+_LIBERO_STATE_NAMES = ("eef_x", "eef_y", "eef_z", "eef_rx", "eef_ry", "eef_rz", "finger_left", "finger_right")
+
+
 def libero_franka() -> EmbodimentSpec:
     return EmbodimentSpec(
         name="libero-franka",
         description="LIBERO Franka Panda (robosuite OSC delta EEF control), LeRobot's libero env keys",
-        cameras=(CameraSpec("observation.images.image", 256, 256), CameraSpec("observation.images.image2", 256, 256)),
+        cameras=(
+            CameraSpec("observation.images.image", 256, 256, aliases=("observation/image",)),
+            CameraSpec("observation.images.image2", 256, 256, aliases=("observation/wrist_image",)),
+        ),
         camera_layout="width_concat",
         action_fields=(
             FieldSpec("delta_pos", "raw", (0, 1, 2), names=("dx", "dy", "dz")),
@@ -100,10 +108,11 @@ def libero_franka() -> EmbodimentSpec:
             FieldSpec("gripper", "raw", (28,), names=("gripper",)),  # as the release: -1 open, +1 close
         ),
         state_fields=(
-            FieldSpec("eef_pos", "raw", (0, 1, 2), names=("eef_x", "eef_y", "eef_z")),
-            FieldSpec("eef_rot", "axis_angle", (3, 4, 5, 6), names=("eef_rx", "eef_ry", "eef_rz")),
-            FieldSpec("gripper_qpos", "raw", (28, 29), names=("finger_left", "finger_right")),
+            FieldSpec("eef_pos", "raw", (0, 1, 2), names=_LIBERO_STATE_NAMES[:3]),
+            FieldSpec("eef_rot", "axis_angle", (3, 4, 5, 6), names=_LIBERO_STATE_NAMES[3:6]),
+            FieldSpec("gripper_qpos", "raw", (28, 29), names=_LIBERO_STATE_NAMES[6:]),
         ),
+        state_aliases=(StateAlias("openpi-libero", (("observation/state", _LIBERO_STATE_NAMES),)),),
         control_hz=20.0,
         actions_per_frame=4,
         chunk_frames=4,
@@ -119,11 +128,23 @@ def libero_franka() -> EmbodimentSpec:
     )
 
 
+# openpi's DROID example client (examples/droid/main.py): one exterior and the wrist view at 224x224 (padded),
+# the 7 joint positions (rad) and the Robotiq gripper position (0 open .. 1 closed). DROID sends no end-effector
+# pose, and its gripper is not the Franka Hand's width, so that convention fills only the joints of the state.
+_DROID_STATE = StateAlias("openpi-droid", (
+    ("observation/joint_position", tuple(f"joint_{i}" for i in range(7))),
+    ("observation/gripper_position", (None,)),
+))
+
+
 def franka() -> EmbodimentSpec:
     return EmbodimentSpec(
         name="franka",
         description="Real Franka Panda: absolute EEF pose (xyz + quaternion x y z w) and gripper width",
-        cameras=(CameraSpec("observation.images.front", 256, 320), CameraSpec("observation.images.wrist", 256, 320)),
+        cameras=(
+            CameraSpec("observation.images.front", 256, 320, aliases=("observation/exterior_image_1_left",)),
+            CameraSpec("observation.images.wrist", 256, 320, aliases=("observation/wrist_image_left",)),
+        ),
         camera_layout="width_concat",
         action_fields=(
             _xyz("eef_", (0, 1, 2)),
@@ -141,7 +162,12 @@ def franka() -> EmbodimentSpec:
         chunk_frames=4,
         action_low=np.asarray([-0.9, -0.9, 0.0, -1, -1, -1, -1, 0.0], np.float32),
         action_high=np.asarray([0.9, 0.9, 1.2, 1, 1, 1, 1, 0.08], np.float32),
-        notes="Positions in metres in the robot base frame; gripper width 0 (closed) to 0.08 m (open).",
+        state_aliases=(_DROID_STATE,),
+        notes=(
+            "Positions in metres in the robot base frame; gripper width 0 (closed) to 0.08 m (open). Also takes "
+            "openpi DROID-style observations (observation/exterior_image_1_left, observation/wrist_image_left, "
+            "observation/joint_position, observation/gripper_position); the actions stay this robot's EEF poses."
+        ),
     )
 
 

@@ -47,17 +47,25 @@ _ROTATION_KINDS = ("quat", "axis_angle", "euler")
 
 @dataclass(frozen=True)
 class CameraSpec:
-    """One camera: its observation key and the size (h, w) its frames are resized to before tiling."""
+    """One camera: its observation key and the size (h, w) its frames are resized to before tiling.
+
+    ``aliases`` are other keys under which this camera's frames arrive in other conventions: a client's
+    (openpi's ``observation/image``) or a dataset's (LeRobot's single-camera ``observation.image``). Whoever
+    reads observations maps an alias onto ``key``; ``lbva serve`` also accepts any image size under an alias and
+    resizes it the way openpi's examples do (keep the aspect ratio, pad with black).
+    """
 
     key: str
     height: int
     width: int
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.key.startswith("observation.images."):
             raise ValueError(f"camera key {self.key!r} must start with 'observation.images.' (LeRobot's convention)")
         if self.height <= 0 or self.width <= 0:
             raise ValueError(f"camera {self.key!r} has size {self.height}x{self.width}; both must be positive")
+        object.__setattr__(self, "aliases", _alias_keys(self.aliases, f"camera {self.key!r}"))
 
     @property
     def name(self) -> str:
@@ -137,6 +145,93 @@ class FieldSpec:
         if self.kind == "axis_angle":
             return rot.quat_to_axis_angle(q)
         return rot.quat_to_euler(q, self.euler_seq)
+
+
+def _alias_keys(aliases: Any, owner: str) -> tuple[str, ...]:
+    if isinstance(aliases, str):
+        aliases = (aliases,)  # a lone string is one alias, not a sequence of characters
+    out = tuple(aliases)
+    for a in out:
+        if not isinstance(a, str) or not a:
+            raise ValueError(f"{owner}: aliases must be non-empty strings; got {a!r}")
+        if a in _RESERVED_KEYS:
+            raise ValueError(f"{owner}: alias {a!r} is reserved for the instruction text; pick another key")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{owner}: aliases repeat: {list(out)}")
+    return out
+
+
+_RESERVED_KEYS = ("prompt", "task")
+
+
+@dataclass(frozen=True)
+class StateAlias:
+    """How another convention sends this robot's state: one key holding it all, or several keys holding parts.
+
+    ``name`` names the convention (``"openpi-libero"``). ``parts`` are ``(key, dims)`` pairs: a sender of this
+    convention sends every key, each a float vector whose entries are the native state dims named in ``dims``
+    (names from the spec's ``state_names``), in that order. ``None`` marks an entry with no counterpart in this
+    robot's state (another gripper, another unit): it is checked and then dropped. When the parts name every
+    state dim, :meth:`assemble` rebuilds the native state; otherwise the convention carries only part of it and
+    :meth:`assemble` returns ``None`` (lbva's world model does not read the state, so a server can still act).
+
+        StateAlias("openpi-libero", (("observation/state", spec.state_names),))      # the whole state, one key
+    """
+
+    name: str
+    parts: tuple[tuple[str, tuple[str | None, ...]], ...]
+
+    def __post_init__(self):
+        if not self.name:
+            raise ValueError("a state alias needs a name (the convention it belongs to, e.g. 'openpi-droid')")
+        parts = []
+        for part in self.parts:
+            if not (isinstance(part, (tuple, list)) and len(part) == 2):
+                raise ValueError(f"state alias {self.name!r}: each part is a (key, dims) pair; got {part!r}")
+            key, dims = part
+            if isinstance(dims, str):
+                dims = (dims,)
+            dims = tuple(dims)
+            _alias_keys((key,), f"state alias {self.name!r}")
+            if not dims:
+                raise ValueError(f"state alias {self.name!r}: key {key!r} names no dims; list one entry per value it holds")
+            parts.append((key, dims))
+        if not parts:
+            raise ValueError(f"state alias {self.name!r}: declare at least one (key, dims) part")
+        keys = [k for k, _ in parts]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"state alias {self.name!r}: keys repeat: {keys}")
+        named = [d for _, dims in parts for d in dims if d is not None]
+        if len(set(named)) != len(named):
+            raise ValueError(f"state alias {self.name!r}: a state dim is filled twice: {named}")
+        object.__setattr__(self, "parts", tuple(parts))
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.parts)
+
+    def sizes(self) -> dict[str, int]:
+        """key -> how many values it holds."""
+        return {k: len(dims) for k, dims in self.parts}
+
+    def covers(self, state_names: Sequence[str]) -> bool:
+        """Whether the parts fill every native state dim (then :meth:`assemble` rebuilds the state)."""
+        return set(state_names) <= {d for _, dims in self.parts for d in dims if d is not None}
+
+    def assemble(self, values: Mapping[str, Any], state_names: Sequence[str]) -> np.ndarray | None:
+        """The native state (..., S) float32 from ``values`` (key -> (..., len(dims)) each, every key of this
+        convention); ``None`` when the convention does not name every state dim."""
+        missing = [k for k in self.keys if k not in values]
+        if missing:
+            raise ValueError(f"state convention {self.name!r} sends {list(self.keys)}; {missing} missing")
+        arrays = {k: np.asarray(values[k], dtype=np.float32) for k in self.keys}
+        for key, dims in self.parts:
+            if arrays[key].ndim == 0 or arrays[key].shape[-1] != len(dims):
+                raise ValueError(f"{key}: expected (..., {len(dims)}) values ({', '.join(map(str, dims))}); got {arrays[key].shape}")
+        if not self.covers(state_names):
+            return None
+        where = {d: (key, i) for key, dims in self.parts for i, d in enumerate(dims) if d is not None}
+        return np.stack([arrays[where[n][0]][..., where[n][1]] for n in state_names], axis=-1)
 
 
 def _fields_dim(fields: Sequence[FieldSpec]) -> int:
@@ -289,6 +384,7 @@ class EmbodimentSpec:
     notes: str = ""
     state_key: str = "observation.state"
     action_key: str = "action"
+    state_aliases: tuple[StateAlias, ...] = ()  # other conventions' keys for the state (see StateAlias)
     used_mask: np.ndarray = field(init=False, repr=False)
     state_used_mask: np.ndarray = field(init=False, repr=False)
 
@@ -304,6 +400,7 @@ class EmbodimentSpec:
         keys = [c.key for c in self.cameras]
         if len(set(keys)) != len(keys):
             raise ValueError(f"{name}: camera keys repeat: {keys}")
+        self._check_aliases()
         if self.camera_layout not in CAMERA_LAYOUTS:
             raise ValueError(f"{name}: camera_layout {self.camera_layout!r} is not one of {CAMERA_LAYOUTS}")
         self._check_layout()
@@ -332,6 +429,43 @@ class EmbodimentSpec:
             object.__setattr__(self, attr, m)
         if self.stats is not None and not isinstance(self.stats, ActionStats):
             raise TypeError(f"{name}: stats must be ActionStats or None; got {type(self.stats).__name__}")
+
+    # -- other conventions' keys --------------------------------------------------------------------------
+    def _check_aliases(self) -> None:
+        object.__setattr__(self, "state_aliases", tuple(self.state_aliases))
+        taken = {c.key: f"camera {c.key}" for c in self.cameras} | {self.state_key: "the state"}
+        for owner, keys in [(f"camera {c.key}", c.aliases) for c in self.cameras] + \
+                           [(f"state alias {a.name!r}", a.keys) for a in self.state_aliases]:
+            for k in keys:
+                if k in taken:
+                    raise ValueError(f"{self.name}: key {k!r} of {owner} is already used by {taken[k]}; keys must be unique")
+                taken[k] = owner
+        if self.state_aliases and not self.state_fields:
+            raise ValueError(f"{self.name}: state_aliases need state fields to map onto; this robot declares none")
+        names = set(self.state_names)
+        for alias in self.state_aliases:
+            if not isinstance(alias, StateAlias):
+                raise TypeError(f"{self.name}: state_aliases hold StateAlias objects; got {type(alias).__name__}")
+            unknown = [d for _, dims in alias.parts for d in dims if d is not None and d not in names]
+            if unknown:
+                raise ValueError(
+                    f"{self.name}: state alias {alias.name!r} names {unknown}, which are not state dims of this robot "
+                    f"({', '.join(self.state_names) or 'none'}); use None for values this robot has no dim for"
+                )
+
+    def camera_for_key(self, key: str) -> CameraSpec | None:
+        """The camera whose frames arrive under ``key`` (its own key or one of its aliases), else ``None``."""
+        for cam in self.cameras:
+            if key == cam.key or key in cam.aliases:
+                return cam
+        return None
+
+    def state_alias_for_key(self, key: str) -> StateAlias | None:
+        """The state convention that sends ``key``, else ``None``."""
+        for alias in self.state_aliases:
+            if key in alias.keys:
+                return alias
+        return None
 
     # -- dims ------------------------------------------------------------------------------------------
     @property
@@ -488,7 +622,8 @@ class EmbodimentSpec:
         return {
             "name": self.name,
             "description": self.description,
-            "cameras": [{"key": c.key, "height": c.height, "width": c.width} for c in self.cameras],
+            "cameras": [{"key": c.key, "height": c.height, "width": c.width}
+                        | ({"aliases": list(c.aliases)} if c.aliases else {}) for c in self.cameras],
             "camera_layout": self.camera_layout,
             "frame_size": list(self.frame_size),
             "control_hz": self.control_hz,
@@ -498,6 +633,7 @@ class EmbodimentSpec:
             "native_state_dim": self.native_state_dim,
             "action_fields": fields(self.action_fields),
             "state_fields": fields(self.state_fields),
+            "state_aliases": [{"name": a.name, "parts": {k: list(d) for k, d in a.parts}} for a in self.state_aliases],
             "used_slots": list(self.used_slots),
             "action_low": self.action_low.tolist(),
             "action_high": self.action_high.tolist(),
