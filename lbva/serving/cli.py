@@ -3,8 +3,11 @@
     lbva serve --checkpoint runs/posttrain/last --embodiment metaworld-sawyer --port 8000
     lbva serve --fake --embodiment metaworld-sawyer          # no model: for smoke tests and client work
 
-Clients: ``lbva.serving.client.LbvaClient`` or openpi's ``WebsocketClientPolicy``. Health check:
-``GET /healthz``. Nothing heavy is imported until the command runs.
+Clients: ``lbva_client.LbvaClient`` (the torch-free ``lbva-client`` distribution) or openpi's
+``WebsocketClientPolicy``, with the embodiment's own observation keys or the other conventions it declares
+(openpi's LIBERO keys for ``libero-franka``, DROID's for ``franka``). Each plain openpi observation starts an
+episode unless ``--openpi-history`` (see :mod:`lbva.serving.server`, "Episodes"). Health check: ``GET /healthz``.
+Nothing heavy is imported until the command runs.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sessions", type=int, default=None, help="refuse connections beyond this many (default: no limit)")
     p.add_argument("--workers", type=int, default=1, help="threads running policy calls, shared by sessions (default 1)")
     p.add_argument("--default-prompt", default=None, help="prompt for clients that never send one (openpi clients)")
+    p.add_argument("--openpi-history", action="store_true",
+                   help="keep one episode across a plain openpi client's observations until its prompt changes "
+                        "(default: each plain observation starts an episode, since openpi's reset() sends nothing); "
+                        "only for clients that execute whole chunks and reconnect or change prompt per episode")
     p.add_argument("--fake", action="store_true", help="serve a deterministic fake policy instead of a checkpoint")
     p.set_defaults(func=_run)
 
@@ -139,6 +146,7 @@ def build_server(args: argparse.Namespace) -> Any:
         max_sessions=args.max_sessions,
         workers=args.workers,
         default_prompt=args.default_prompt,
+        openpi_history=bool(getattr(args, "openpi_history", False)),
         metadata=extra,
     )
 

@@ -7,8 +7,9 @@ leaked state into each other would get different numbers than each gets alone::
     a[t, j] = sin(m + s + p + 0.1 * n + 0.01 * t + 0.001 * j)     t < T, j < A
 
 where m is the mean of all camera pixels / 255 (0 without cameras), s the mean of the state (0 without one),
-p = (crc32(prompt) mod 1000) / 1000 and n the number of ``observe`` calls since the last ``reset``.
-It records every reset and feedback call. Needs numpy only.
+p = (crc32(prompt) mod 1000) / 1000 and n the number of ``observe`` calls since the last ``reset``. Like the real
+policy, the first chunk after a reset is shorter: T = (chunk_frames - 1) * actions_per_frame, then
+chunk_frames * actions_per_frame. It records every reset and feedback call. Needs numpy only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class FakePolicy:
         self.feedback: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
         self.inferences = 0
         self._since_reset = 0
+        self._chunks_since_reset = 0
         self._queue: deque[np.ndarray] = deque()
 
     @classmethod
@@ -43,6 +45,7 @@ class FakePolicy:
         self.prompt = prompt
         self.resets.append(prompt)
         self._since_reset = 0
+        self._chunks_since_reset = 0
         self._queue.clear()
 
     def predict_action_chunk(self, observation: Mapping[str, Any]) -> np.ndarray:
@@ -53,7 +56,9 @@ class FakePolicy:
         s = float(np.mean(np.asarray(observation[key], dtype=np.float64))) if key and key in observation else 0.0
         prompt = observation.get("prompt", observation.get("task", self.prompt)) or ""
         p = (zlib.crc32(prompt.encode()) % 1000) / 1000.0
-        horizon, dim = self.schema.action_shape
+        horizon = self.schema.reply_rows(first_of_episode=self._chunks_since_reset == 0)
+        dim = self.schema.action_dim
+        self._chunks_since_reset += 1
         t = np.arange(horizon, dtype=np.float64)[:, None]
         j = np.arange(dim, dtype=np.float64)[None, :]
         return np.sin(m + s + p + 0.1 * self._since_reset + 0.01 * t + 0.001 * j).astype(np.float32)  # (T, A)

@@ -8,6 +8,21 @@ connects and released (``policy.close()`` when it has one) when it disconnects. 
 pool, so the event loop keeps answering other sessions and the ``/healthz`` check while a chunk is being
 computed; one session's calls never overlap. The message kinds are described in :mod:`lbva.serving.protocol`.
 A malformed request gets a text frame naming the problem and the session stays open.
+
+**Episodes.** A world-model policy keeps a history, so the server must know when an episode starts:
+
+* a ``reset`` message starts one, and so does an observation whose prompt differs from the episode's;
+* an observation sent *without* lbva's message kinds (an openpi client: its ``reset()`` sends nothing, and it
+  never reports which of the actions it executed) starts one too — every time. Such a client is answered from
+  the observation it sends alone, as openpi's own servers answer, so a repeated prompt after the client's
+  ``reset()`` can never continue an old history. ``openpi_history=True`` (``lbva serve --openpi-history``)
+  instead keeps one history per connection until the prompt changes, for clients that execute every chunk to its
+  end and start each episode on a new connection or with a new prompt.
+
+Clients that speak lbva's protocol (``lbva_client.LbvaClient`` marks its observations) keep the history between
+requests and feed it back. The metadata's ``episodes`` entry states this rule, and its ``action`` entry the rows
+of each reply: the first reply of an episode holds ``(chunk_frames - 1) * actions_per_frame`` actions, later ones
+``chunk_frames * actions_per_frame``; the server refuses to send a policy's chunk of any other length.
 """
 
 from __future__ import annotations
@@ -52,6 +67,8 @@ class Session:
     prompt: str | None = None
     requests: int = 0
     prev_total_ms: float | None = None
+    lbva: bool = False  # the client has sent lbva message kinds: it resets and feeds back itself
+    replies: int = 0  # action chunks sent in the current episode
 
 
 class PolicyServer:
@@ -69,6 +86,8 @@ class PolicyServer:
         workers: threads running policy calls, shared by all sessions.
         default_prompt: the prompt used when a session's first observation carries none (openpi clients
             that never send one); ``None``: such a request gets an error asking for a prompt.
+        openpi_history: keep one episode across plain (openpi) observations until the prompt changes, instead of
+            starting an episode with each of them (see "Episodes" above).
         metadata: extra entries for the metadata message.
     """
 
@@ -84,6 +103,7 @@ class PolicyServer:
         max_sessions: int | None = None,
         workers: int = 1,
         default_prompt: str | None = None,
+        openpi_history: bool = False,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         if schema is None:
@@ -103,6 +123,7 @@ class PolicyServer:
         self.max_sessions = max_sessions
         self.workers = workers
         self.default_prompt = default_prompt
+        self.openpi_history = bool(openpi_history)
         self.extra_metadata = dict(metadata or {})
         self._requested_port = port
         self._port: int | None = None
@@ -201,14 +222,31 @@ class PolicyServer:
         self.stop()
 
     # ------------------------------------------------------------------ sessions
+    def episode_rule(self) -> dict[str, Any]:
+        """The metadata's ``episodes`` entry: when this server starts a new episode."""
+        plain = "continue_until_prompt_changes" if self.openpi_history else "new_episode"
+        rule = ("An episode starts with a reset message, or with an observation whose prompt differs from the "
+                "episode's. ")
+        if self.openpi_history:
+            rule += ("Plain observations (no lbva message kind) continue the connection's episode until the prompt "
+                     "changes; start each episode on a new connection or with a new prompt.")
+        else:
+            rule += ("Each plain observation (no lbva message kind, as openpi clients send) starts an episode and is "
+                     "answered from that observation alone, with action.rows_first_chunk actions; clients that "
+                     "send lbva's infer/reset/feedback kinds keep the history between requests.")
+        return {"plain_observations": plain, "rule": rule}
+
     def _metadata(self, session: Session) -> dict[str, Any]:
         return P.metadata_message(
             embodiment=self.schema.embodiment,
             observation=self.schema.describe(),
             text_keys=self.schema.text_keys,
-            action_shape=self.schema.action_shape,
+            action_dim=self.schema.action_dim,
+            action_rows=(self.schema.reply_rows(True), self.schema.reply_rows(False)),
             max_size=self.max_size,
             session=session.id,
+            observation_aliases=self.schema.describe_aliases(),
+            episodes=self.episode_rule(),
             extra=self.extra_metadata,
         )
 
@@ -293,6 +331,7 @@ class PolicyServer:
             except MsgpackNumpyError as e:
                 raise P.RequestError(None, str(e), kind=P.DECODE_ERROR) from None
             request = P.parse_request(obj)
+            session.lbva = session.lbva or request.lbva
             if request.kind == "infer":
                 return await self._infer(session, request.payload), True
             if request.kind == "reset":
@@ -317,20 +356,31 @@ class PolicyServer:
                 )
             prompt = self.default_prompt
         policy = session.policy
+        # a new instruction starts a new episode; so does every plain (openpi) observation, see "Episodes"
+        new_episode = (prompt is not None and prompt != session.prompt) or not (session.lbva or self.openpi_history)
+        episode_prompt = prompt if prompt is not None else session.prompt
 
-        def work() -> tuple[Any, float]:
-            if prompt is not None and prompt != session.prompt:
-                policy.reset(prompt)  # a new instruction starts a new episode
-                session.prompt = prompt
+        def work() -> tuple[Any, float, int]:
+            if new_episode:
+                policy.reset(episode_prompt)
+                session.prompt, session.replies = episode_prompt, 0
             t0 = time.monotonic()
             actions = policy.predict_action_chunk(obs)
-            return actions, (time.monotonic() - t0) * 1000.0
+            return actions, (time.monotonic() - t0) * 1000.0, session.replies
 
-        actions, infer_ms = await self._run(work)
+        actions, infer_ms, replies = await self._run(work)
         try:
             actions = self.schema.check_actions(np.asarray(actions), "actions")
         except P.RequestError as e:
             raise RuntimeError(f"the policy returned invalid actions: {e}") from None
+        rows = self.schema.reply_rows(first_of_episode=replies == 0)
+        if actions.shape[0] != rows:  # the metadata promises this length; never send another
+            raise RuntimeError(
+                f"the policy returned {actions.shape[0]} actions, but this server announces {rows} for "
+                f"{'the first' if replies == 0 else 'a later'} reply of an episode (metadata 'action'); the policy and "
+                f"the embodiment's chunk_frames/actions_per_frame disagree"
+            )
+        session.replies = replies + 1
         timing = {"infer_ms": infer_ms}
         if session.prev_total_ms is not None:
             timing["prev_total_ms"] = session.prev_total_ms
@@ -354,7 +404,7 @@ class PolicyServer:
                 f"with --embodiment {embodiment}",
             )
         await self._run(session.policy.reset, prompt)
-        session.prompt = prompt
+        session.prompt, session.replies = prompt, 0
         return packb({P.KIND_KEY: "reset", "ok": True, "session": session.id, "prompt": prompt})
 
     async def _feedback(self, session: Session, payload: dict[str, Any]) -> bytes:

@@ -46,5 +46,8 @@ def test_websocket_session_equals_in_process_policy(policy_dir):
             got_first = client.infer(_obs(0))["actions"]
             client.feedback(first, {"observation.images.corner": keyframe["observation.images.corner"][None]})
             got_second = client.infer(_obs(2))["actions"]
+            rows = client.metadata["action"]
+    # the metadata announces what each reply of the real policy holds (the first chunk has one latent frame fewer)
+    assert (rows["rows_first_chunk"], rows["rows_later_chunks"]) == (len(first), len(second)) == (4, 8)
     np.testing.assert_allclose(got_first, first, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_second, second, rtol=1e-5, atol=1e-6)

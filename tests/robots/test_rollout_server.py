@@ -48,7 +48,7 @@ def test_server_policy_drives_the_arm_and_feeds_back_what_was_executed(served):
     robot = RecordingRobot(start=(0.0, 0.0, 0.0, 0.0, 0.0, 50.0))
     arm = LoggingArm(robot, SPEC)
     policy = ServerPolicy.connect(f"ws://127.0.0.1:{server.port}", SPEC)
-    T = SPEC.chunk_frames * SPEC.actions_per_frame  # the fake server's chunk length (32)
+    T = (SPEC.chunk_frames - 1) * SPEC.actions_per_frame  # the first chunk of an episode (24): one latent frame fewer
     N = every or SPEC.actions_per_frame  # a keyframe after every N actions
     clock = FakeClock()
     try:

@@ -67,14 +67,33 @@ class RecordingFactory:
 
 
 
-def expected_actions(obs: dict, prompt: str, feedbacks: int, horizon: int = 6, dim: int = 4) -> np.ndarray:
-    """FakePolicy's documented formula, computed here with plain loops (the reference for round trips)."""
+FIRST_ROWS, LATER_ROWS = 3, 6  # ToySpec: (2 - 1) * 3 actions in an episode's first chunk, then 2 * 3
+
+
+def expected_actions(obs: dict, prompt: str, feedbacks: int, *, first: bool = True, dim: int = 4) -> np.ndarray:
+    """FakePolicy's documented formula, computed here with plain loops (the reference for round trips); ``first``:
+    the first chunk of an episode, which has one latent frame (3 actions) fewer."""
+    horizon = FIRST_ROWS if first else LATER_ROWS
     pixels = [int(v) for k in (FRONT, WRIST) for v in np.asarray(obs[k]).ravel()]
     m = sum(pixels) / len(pixels) / 255.0
     s = sum(float(v) for v in np.asarray(obs[STATE], dtype=np.float64)) / len(obs[STATE])
     p = (zlib.crc32(prompt.encode()) % 1000) / 1000.0
     out = np.empty((horizon, dim), np.float32)
     for t in range(horizon):
+        for j in range(dim):
+            out[t, j] = math.sin(m + s + p + 0.1 * feedbacks + 0.01 * t + 0.001 * j)
+    return out
+
+
+def fake_policy_actions(images: list, state, prompt: str, rows: int, dim: int, feedbacks: int = 0) -> np.ndarray:
+    """FakePolicy's documented formula for any embodiment, with plain loops: ``images`` the camera frames the policy
+    receives, ``state`` its state vector or None."""
+    pixels = [int(v) for img in images for v in np.asarray(img).ravel()]
+    m = sum(pixels) / len(pixels) / 255.0
+    s = 0.0 if state is None else sum(float(v) for v in np.asarray(state, dtype=np.float64)) / len(state)
+    p = (zlib.crc32(prompt.encode()) % 1000) / 1000.0
+    out = np.empty((rows, dim), np.float32)
+    for t in range(rows):
         for j in range(dim):
             out[t, j] = math.sin(m + s + p + 0.1 * feedbacks + 0.01 * t + 0.001 * j)
     return out

@@ -51,7 +51,12 @@ def test_metadata_describes_the_embodiment(server):
     assert meta["observation"] == {
         cam.key: {"shape": [cam.height, cam.width, 3], "dtype": "uint8"} for cam in spec.cameras
     } | {STATE: {"shape": [spec.native_state_dim], "dtype": "float32"}}
-    assert meta["action"] == {"shape": [spec.chunk_frames * spec.actions_per_frame, spec.native_action_dim], "dtype": "float32"}
+    # the first reply of an episode has one latent frame of actions fewer (that frame is the observation itself)
+    assert meta["action"] == {"shape": [None, spec.native_action_dim], "dtype": "float32",
+                              "rows_first_chunk": (spec.chunk_frames - 1) * spec.actions_per_frame,
+                              "rows_later_chunks": spec.chunk_frames * spec.actions_per_frame}
+    assert meta["episodes"]["plain_observations"] == "new_episode" and "reset" in meta["episodes"]["rule"]
+    assert meta["observation_aliases"] == {}  # the toy robot declares no other convention
     assert meta["max_size"] == 64 * 1024 and meta["kinds"] == ["infer", "reset", "feedback"]
 
 
@@ -60,8 +65,9 @@ def test_infer_round_trip_matches_the_reference(server):
         first = client.infer(make_obs(1))
         second = client.infer(make_obs(2))
     np.testing.assert_allclose(first["actions"], expected_actions(make_obs(1), "pick the cube", 0), rtol=0, atol=1e-6)
-    np.testing.assert_allclose(second["actions"], expected_actions(make_obs(2), "pick the cube", 0), rtol=0, atol=1e-6)
-    assert first["actions"].dtype == np.float32 and first["actions"].shape == (6, 4)
+    # the client speaks lbva's protocol, so its second observation continues the episode: a full chunk
+    np.testing.assert_allclose(second["actions"], expected_actions(make_obs(2), "pick the cube", 0, first=False), rtol=0, atol=1e-6)
+    assert first["actions"].dtype == np.float32 and first["actions"].shape == (3, 4) and second["actions"].shape == (6, 4)
     assert set(first["server_timing"]) == {"infer_ms"}  # nothing before the first reply to measure
     assert set(second["server_timing"]) == {"infer_ms", "prev_total_ms"}
 
@@ -231,8 +237,9 @@ def test_fuzzed_frames_never_break_the_session(server, data):
             if isinstance(reply, str):
                 assert json.loads(reply)["error"] in {"decode_error", "bad_request", "too_large"}
             else:
-                assert unpackb(reply)["actions"].shape == (6, 4)  # a flip that kept the request valid
+                assert unpackb(reply)["actions"].shape == (3, 4)  # a flip that kept the request valid: an episode of its own
         obs = make_obs(13)
+        client.reset("pick the cube")
         np.testing.assert_allclose(client.infer(obs)["actions"], expected_actions(obs, "pick the cube", 0), rtol=0, atol=1e-6)
 
 
@@ -301,7 +308,8 @@ def test_many_concurrent_clients(server, factory):
         results = list(pool.map(run, range(n), timeout=120))
     for i, chunks in enumerate(results):
         for k, actions in enumerate(chunks):
-            np.testing.assert_allclose(actions, expected_actions(make_obs(100 * i + k), f"task {i}", 0), rtol=0, atol=1e-6)
+            want = expected_actions(make_obs(100 * i + k), f"task {i}", 0, first=k == 0)
+            np.testing.assert_allclose(actions, want, rtol=0, atol=1e-6)
     assert len(factory.made) == n
 
 
@@ -337,10 +345,13 @@ class _FailingPolicy(FakePolicy):
             return np.full(self.schema.action_shape, np.nan, np.float32)
         if observation.get("prompt") == "short":
             return np.zeros((6, 3), np.float32)
+        if observation.get("prompt") == "full chunk first":  # 6 rows where the metadata announces 3
+            return np.zeros(self.schema.action_shape, np.float32)
         return super().predict_action_chunk(observation)
 
 
-@pytest.mark.parametrize("prompt, words", [("explode", "kaboom"), ("nan", "NaN"), ("short", "(T, 4)")])
+@pytest.mark.parametrize("prompt, words", [("explode", "kaboom"), ("nan", "NaN"), ("short", "(T, 4)"),
+                                           ("full chunk first", "returned 6 actions.*announces 3 for the first reply")])
 def test_policy_failure_is_an_internal_error_and_the_session_goes_on(spec, prompt, words):
     with PolicyServer(lambda: _FailingPolicy.from_embodiment(spec), spec, port=0).start() as srv:
         with LbvaClient("127.0.0.1", srv.port) as client:
@@ -404,3 +415,47 @@ def test_a_busy_policy_does_not_stall_other_sessions(spec):
         finally:
             _GatedPolicy.gate.set()
             slow.close()
+
+
+# ------------------------------------------------------------------ episodes and reply lengths
+def test_each_plain_observation_starts_an_episode(server, factory):
+    """openpi clients send nothing on reset(): a plain observation never continues an earlier history."""
+    ws, meta = raw_connect(server.port)
+    try:
+        replies = []
+        for seed in (40, 41, 41):  # the same prompt throughout, as openpi's LIBERO example sends it
+            ws.send(packb(make_obs(seed)))
+            replies.append(unpackb(ws.recv(timeout=30))["actions"])
+        assert factory.made[-1]().resets == ["pick the cube"] * 3
+    finally:
+        ws.close()
+    assert [len(r) for r in replies] == [meta["action"]["rows_first_chunk"]] * 3 == [3, 3, 3]
+    for seed, got in zip((40, 41, 41), replies):
+        np.testing.assert_allclose(got, expected_actions(make_obs(seed), "pick the cube", 0), rtol=0, atol=1e-6)
+
+
+def test_openpi_history_keeps_one_episode_until_the_prompt_changes(spec, factory):
+    with PolicyServer(factory, spec, port=0, openpi_history=True).start() as srv:
+        ws, meta = raw_connect(srv.port)
+        try:
+            lengths = []
+            for prompt in ("pick the cube", "pick the cube", "place it"):
+                ws.send(packb(make_obs(50, prompt=prompt)))
+                lengths.append(len(unpackb(ws.recv(timeout=30))["actions"]))
+            policy = factory.made[-1]()
+            assert policy.resets == ["pick the cube", "place it"]
+        finally:
+            ws.close()
+    assert meta["episodes"]["plain_observations"] == "continue_until_prompt_changes"
+    assert lengths == [meta["action"]["rows_first_chunk"], meta["action"]["rows_later_chunks"],
+                       meta["action"]["rows_first_chunk"]] == [3, 6, 3]
+
+
+def test_an_lbva_client_continues_its_episode_until_reset(server, factory):
+    with LbvaClient("127.0.0.1", server.port) as client:
+        client.reset("stack the blocks")
+        lengths = [len(client.infer(make_obs(60 + k, prompt=None))["actions"]) for k in range(3)]
+        client.reset("stack the blocks")  # the same prompt again: a reset still starts a new episode
+        lengths.append(len(client.infer(make_obs(63, prompt=None))["actions"]))
+        assert factory.made[-1]().resets == ["stack the blocks"] * 2
+    assert lengths == [3, 6, 6, 3]
