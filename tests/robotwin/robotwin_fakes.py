@@ -88,21 +88,26 @@ def run_robotwin_episode(env: FakeTaskEnv, model) -> bool:
 
 
 class ChunkPolicy:
-    """A served policy returning scripted chunks (cycling) and recording what reached it."""
+    """A served policy returning scripted chunks — ``first`` for the first request of an episode, then ``later``
+    cycling — and recording what reached it."""
 
-    def __init__(self, chunks: list[np.ndarray]):
-        self.chunks = [np.asarray(c, np.float32) for c in chunks]
+    def __init__(self, first: np.ndarray, later: list[np.ndarray]):
+        self.first = np.asarray(first, np.float32)
+        self.later = [np.asarray(c, np.float32) for c in later]
         self.resets: list[str] = []
         self.observations: list[dict] = []
         self.feedback: list[tuple[dict, np.ndarray]] = []
         self.lock = threading.Lock()
+        self._in_episode = 0
 
     def reset(self, prompt: str) -> None:
         self.resets.append(prompt)
+        self._in_episode = 0
 
     def predict_action_chunk(self, observation):
         self.observations.append({k: (np.array(v) if not isinstance(v, str) else v) for k, v in observation.items()})
-        return self.chunks[(len(self.observations) - 1) % len(self.chunks)]
+        self._in_episode += 1
+        return self.first if self._in_episode == 1 else self.later[(self._in_episode - 2) % len(self.later)]
 
     def select_action(self, observation):
         raise NotImplementedError

@@ -1,10 +1,11 @@
-"""lbva plugin for RoboTwin 2.0 (aloha-agilex): the policy adapter RoboTwin's evaluation script loads.
+"""RoboTwin 2.0 (aloha-agilex) side of lbva: the policy adapter RoboTwin's evaluation script loads.
 
-RoboTwin cannot be pip-installed, so this package registers no simulator; it provides
-:mod:`lbva_robotwin.deploy_policy` (``get_model`` / ``eval`` / ``reset_model``), which drives RoboTwin's
-``TASK_ENV`` from a running ``lbva serve --embodiment robotwin-aloha-agilex``, and
-``python -m lbva_robotwin install ROBOTWIN_ROOT`` to create the ``policy/lbva_policy`` folder RoboTwin imports.
-The ``robotwin-aloha-agilex`` embodiment itself is built into lbva. Importing this module is cheap.
+RoboTwin is a checkout with its own environment (Python 3.10, numpy 1.26), so this package installs there and
+never imports the lbva library: it talks to ``lbva serve --embodiment robotwin-aloha-agilex`` (running in lbva's
+environment) through the torch-free ``lbva-client``. It provides :mod:`lbva_robotwin.deploy_policy`
+(``get_model`` / ``eval`` / ``reset_model``), ``python -m lbva_robotwin install ROBOTWIN_ROOT`` (checks the
+checkout and writes ``policy/lbva_policy``), and ``python -m lbva_robotwin.evaluate`` (RoboTwin's evaluation under
+the ``lingbot-va`` or ``robotwin`` protocol). The ``robotwin-aloha-agilex`` embodiment is built into lbva.
 """
 
 from __future__ import annotations

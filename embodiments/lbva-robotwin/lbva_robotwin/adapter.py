@@ -14,7 +14,8 @@ RoboTwin's ``script/eval_policy.py`` calls, per episode, ``reset_model(model)`` 
 4. when a chunk has run to its end: sends ``feedback`` (the executed native actions and the keyframes) so the
    server's world model replaces its imagined frames with the real ones.
 
-Needs only numpy and lbva's torch-free client, so it runs inside RoboTwin's own Python environment.
+Needs only numpy and the torch-free ``lbva-client`` (never the lbva library), so it installs into RoboTwin's own
+Python 3.10 environment.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class LbvaRoboTwinPolicy:
         feedback: send executed actions and keyframes back after each chunk (lbva servers); turn off for a
             plain openpi server.
         timeout: seconds to wait for a reply.
-        client_factory: ``(host, port, timeout) -> client`` (tests); default :class:`lbva.serving.client.LbvaClient`.
+        client_factory: ``(host, port, timeout) -> client`` (tests); default :class:`lbva_client.LbvaClient`.
     """
 
     def __init__(
@@ -68,7 +69,7 @@ class LbvaRoboTwinPolicy:
         if actions_per_call is not None and int(actions_per_call) < 1:
             raise ValueError(f"actions_per_call must be >= 1 or null (whole chunk); got {actions_per_call!r}")
         if client_factory is None:
-            from lbva.serving.client import LbvaClient
+            from lbva_client import LbvaClient
 
             client_factory = lambda h, p, t: LbvaClient(h, p, timeout=t)  # noqa: E731
         self.client = client_factory(host, int(port), timeout)
@@ -87,10 +88,8 @@ class LbvaRoboTwinPolicy:
             raise ValueError(f"the server returns actions of shape {shape}; this adapter needs (T, {C.ACTION_DIM})")
         if actions_per_frame is None:  # what the server asks for (4 frames per latent frame with the Wan VAE)
             actions_per_frame = (meta.get("feedback") or {}).get("frame_every_actions")
-        if actions_per_frame is None:
-            from lbva.embodiment import get_embodiment
-
-            actions_per_frame = get_embodiment(embodiment).actions_per_frame
+        if actions_per_frame is None:  # a server that does not say: one keyframe per latent frame of the embodiment
+            actions_per_frame = C.ACTIONS_PER_FRAME
         if int(actions_per_frame) < 1:
             raise ValueError(f"actions_per_frame must be >= 1; got {actions_per_frame!r}")
         self.actions_per_frame = int(actions_per_frame)

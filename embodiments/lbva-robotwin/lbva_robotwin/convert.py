@@ -40,6 +40,15 @@ CAMERAS = {  # RoboTwin camera name -> lbva observation key (the release's forma
     "left_camera": "observation.images.cam_left_wrist",
     "right_camera": "observation.images.cam_right_wrist",
 }
+# The sizes lbva's robotwin-aloha-agilex embodiment declares for these cameras (tiled head below the two wrists)
+# and its actions per latent frame. The adapter takes both from the server's metadata; these are the defaults for
+# encode_obs without a server and for servers that do not announce them (tests check them against lbva's spec).
+CAMERA_SIZES = {
+    "observation.images.cam_high": (256, 320),
+    "observation.images.cam_left_wrist": (128, 160),
+    "observation.images.cam_right_wrist": (128, 160),
+}
+ACTIONS_PER_FRAME = 16
 STATE_KEY = "observation.state"
 POSE_MODES = ("relative", "absolute")
 ARM_DIM = 8  # x y z + 4 quaternion numbers + gripper

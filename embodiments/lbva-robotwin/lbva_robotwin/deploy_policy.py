@@ -26,21 +26,24 @@ DEFAULTS: dict[str, Any] = {
     "actions_per_call": None,
     "feedback": True,
     "timeout": 300.0,
+    "protocol": None,  # read by ``python -m lbva_robotwin.evaluate`` (the evaluation protocol), not by the adapter
 }
 
 
 def encode_obs(observation: Mapping[str, Any], sizes: Mapping[str, tuple[int, int]] | None = None,
                prompt: str = "") -> dict:
     """A RoboTwin observation in lbva's keys (cameras resized to ``sizes``, default the embodiment's)."""
-    if sizes is None:
-        from lbva.embodiment import get_embodiment
-
-        sizes = {c.key: (c.height, c.width) for c in get_embodiment(EMBODIMENT).cameras}
-    return C.to_lbva_observation(observation, sizes, prompt)
+    return C.to_lbva_observation(observation, C.CAMERA_SIZES if sizes is None else sizes, prompt)
 
 
 def get_model(usr_args: Mapping[str, Any]) -> LbvaRoboTwinPolicy:
     """Connect to ``lbva serve`` as ``deploy_policy.yml`` says (host, port, pose_mode, ...)."""
+    if "instruction_type" in usr_args and usr_args["instruction_type"] is None:
+        # RoboTwin's script/eval_policy.py run directly: the protocol never filled it in
+        raise ValueError(
+            "instruction_type is null: deploy_policy.yml leaves it to the evaluation protocol. Run the evaluation "
+            "with policy/<name>/eval.sh (python -m lbva_robotwin.evaluate, protocol lingbot-va or robotwin), or "
+            "pass --instruction_type seen|unseen to RoboTwin's script")
     args = {k: v if usr_args.get(k) is None else usr_args[k] for k, v in DEFAULTS.items()}
     return LbvaRoboTwinPolicy(
         args["host"], int(args["port"]), pose_mode=str(args["pose_mode"]), embodiment=str(args["embodiment"]),

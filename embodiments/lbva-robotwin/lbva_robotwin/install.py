@@ -9,6 +9,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from lbva_robotwin.checkout import RoboTwinCheckoutError, check_checkout
+
 logger = logging.getLogger(__name__)
 
 INIT = '"""lbva policy for RoboTwin: re-exports lbva_robotwin.deploy_policy (get_model, eval, reset_model)."""\n' \
@@ -16,7 +18,9 @@ INIT = '"""lbva policy for RoboTwin: re-exports lbva_robotwin.deploy_policy (get
        "from lbva_robotwin.deploy_policy import eval, get_model, reset_model, encode_obs  # noqa: F401\n"
 
 EVAL_SH = """#!/bin/bash
-# bash eval.sh TASK_NAME TASK_CONFIG CKPT_SETTING SEED GPU_ID [PORT]   (run from policy/{name})
+# bash eval.sh TASK_NAME TASK_CONFIG CKPT_SETTING SEED GPU_ID [PORT] [PROTOCOL]   (run from policy/{name})
+# PROTOCOL: lingbot-va (default: the released LingBot-VA client's seen instructions and seeds, comparable with the
+# paper) or robotwin (RoboTwin's own script/eval_policy.py protocol); see the lbva-robotwin README.
 policy_name={name}
 task_name=${{1}}
 task_config=${{2}}
@@ -24,28 +28,26 @@ ckpt_setting=${{3}}
 seed=${{4}}
 gpu_id=${{5}}
 port=${{6:-8000}}
+protocol=${{7:-}}
 export CUDA_VISIBLE_DEVICES=${{gpu_id}}
 cd ../..
 PYTHONWARNINGS=ignore::UserWarning \\
-python script/eval_policy.py --config policy/$policy_name/deploy_policy.yml \\
+python -m lbva_robotwin.evaluate --config policy/$policy_name/deploy_policy.yml \\
     --overrides \\
     --task_name ${{task_name}} \\
     --task_config ${{task_config}} \\
     --ckpt_setting ${{ckpt_setting}} \\
     --seed ${{seed}} \\
     --policy_name ${{policy_name}} \\
-    --port ${{port}}
+    --port ${{port}} ${{protocol:+--protocol ${{protocol}}}}
 """
 
 
 def install(robotwin_root: str | Path, name: str = "lbva_policy", overwrite: bool = False) -> Path:
     """Create ``<robotwin_root>/policy/<name>/`` with ``__init__.py``, ``deploy_policy.py``,
-    ``deploy_policy.yml`` and ``eval.sh``; returns the folder."""
-    root = Path(robotwin_root)
-    if not (root / "script" / "eval_policy.py").is_file() or not (root / "policy").is_dir():
-        raise FileNotFoundError(
-            f"{root} is not a RoboTwin 2.0 checkout: script/eval_policy.py and policy/ were not found there; pass "
-            "the folder you cloned RoboTwin into")
+    ``deploy_policy.yml`` and ``eval.sh``; returns the folder. The checkout must have RoboTwin 2.0's
+    ``stable_2.0`` layout (:func:`lbva_robotwin.checkout.check_checkout` says what to do otherwise)."""
+    root = check_checkout(robotwin_root).root  # RoboTwin 2.0's stable_2.0 layout, or an error saying what to do
     if not name.isidentifier():
         raise ValueError(f"policy name {name!r} must be a Python identifier (RoboTwin imports it as a module)")
     folder = root / "policy" / name
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         install(args.robotwin_root, args.name, args.overwrite)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (RoboTwinCheckoutError, FileNotFoundError, FileExistsError, ValueError) as e:
         logger.error("%s", e)
         return 2
     return 0
