@@ -156,9 +156,11 @@ class Policy:
     def reset(self, prompt: str | None = None) -> None:
         """Start a new episode (a new prompt, an empty history)."""
         self._wait_worker()
+        if prompt is None or prompt != getattr(self, "_prompt", None) or self._text is None:
+            self._text = None if prompt is None else self._encode_prompt(prompt)
+            self._null = None if prompt is None else self._encode_prompt("")
+        # else: the same instruction again (a server starts an episode per openpi request): same embeddings
         self._prompt = prompt
-        self._text = None if prompt is None else self._encode_prompt(prompt)
-        self._null = None if prompt is None else self._encode_prompt("")
         self._session = None
         self._vstream = None  # the video encoder's streaming state (causal VAEs carry caches between chunks)
         self._chunk = 0  # next chunk to predict
