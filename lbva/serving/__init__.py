@@ -7,6 +7,9 @@ The names below load on first use, so ``import lbva.serving`` itself stays light
 * :class:`ObservationSchema` (``lbva.serving.schema``) — what requests must look like;
 * :class:`FakePolicy` (``lbva.serving.fake_policy``) — a deterministic stand-in for smoke tests;
 * ``packb`` / ``unpackb`` (``lbva.serving.msgpack_numpy``) — openpi's msgpack-with-numpy format.
+
+The client, the codec and the protocol messages are the ``lbva-client`` distribution (package ``lbva_client``,
+Python >= 3.10, no torch), which lbva depends on; the modules above re-export them.
 """
 
 from __future__ import annotations
