@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lbva import strict_json
+
 logger = logging.getLogger(__name__)
 
 # Tasks whose target the 64x64 camera shows plainly (a puck and its goal, a button box, a window) and whose scene
@@ -391,7 +393,7 @@ def _evaluate(cfg, out: Path, variants: list[Variant], tasks, episodes: int, max
         rep = write_report(res, folder, title=v.label, settings={"episodes": episodes, "max_steps": max_steps})
         entry = {"summary": rep["summary"], "seconds": time.perf_counter() - t0, "steps": int(sum(r.steps for r in res)),
                  "settings": settings}
-        record.write_text(json.dumps(entry, indent=2))
+        record.write_text(strict_json.dumps(entry, indent=2))
         results[v.label] = entry
     return results
 
@@ -446,7 +448,7 @@ def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_abla
               f"training curves and sampled-vs-real videos: `tensorboard --logdir {out}`.", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
-    (out / "summary.json").write_text(json.dumps({k: v["summary"] for k, v in results.items()} | {"timings": timings},
+    (out / "summary.json").write_text(strict_json.dumps({k: v["summary"] for k, v in results.items()} | {"timings": timings},
                                                  indent=2, default=str))
     return path
 
