@@ -209,3 +209,16 @@ def test_loading_a_scaled_up_model_peaks_at_about_one_copy_of_the_weights(tmp_pa
     added, weights = (int(x) for x in r.stdout.split())
     assert weights == pytest.approx(size, rel=0.01)
     assert added < 1.35 * weights, f"loading added {added / 1e6:.0f} MB for {weights / 1e6:.0f} MB of weights"
+
+
+@pytest.mark.parametrize("recipe", ["posttrain/robotwin", "posttrain/libero", "posttrain/real_50_demos"])
+def test_the_post_training_recipes_fit_the_released_5b_checkpoint(recipe):
+    """Every post-training recipe names the released base as init_from: its model section must describe it."""
+    from lbva.models import build_model
+    from lbva.models.checkpoints import arch_conflicts, arch_from_released_config
+    from lbva.models.lingbot_va import arch_from_model_config
+
+    with torch.device("meta"):
+        released = build_model(load_config(None, ["model.size=wan2.2-5b", "model.layout=shared"]).model)
+    have = arch_from_released_config(released_config(released))
+    assert arch_conflicts(arch_from_model_config(load_config(recipe).model), have) == []
