@@ -42,12 +42,15 @@ def fake_server():
     proc = subprocess.Popen([sys.executable, "-m", "lbva", "serve", "--fake", "--embodiment", "robotwin-aloha-agilex",
                              "--port", "0"], cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     port, seen = None, []
+    watchdog = threading.Timer(300, proc.kill)  # a server that never says where it listens must not hang the suite
+    watchdog.start()
     for line in proc.stderr:  # the server logs its address once it listens
         seen.append(line)
         found = re.search(r"serving embodiment .* on ws://127\.0\.0\.1:(\d+)", line)
         if found:
             port = int(found.group(1))
             break
+    watchdog.cancel()
     assert port is not None, "lbva serve did not start:\n" + "".join(seen)
     threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep draining its log
     yield port
