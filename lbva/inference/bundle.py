@@ -26,12 +26,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from lbva.errors import UserError
+
 MARKER = "lbva_policy.json"
 FORMAT = "lbva-policy"
 VERSION = 1
 
 
-class PolicyFolderError(ValueError):
+class PolicyFolderError(UserError, ValueError):
     """A folder that is not a loadable lbva policy, with what is wrong and what to do."""
 
 

@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from lbva.errors import UserError
 from lbva.models.lingbot_va import ArchConfig, LingBotVA
 
 RELEASED_KEYS = ("num_attention_heads", "attention_head_dim", "in_channels", "action_dim", "text_dim", "freq_dim",
                  "ffn_dim", "num_layers")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that does not fit the model, with the offending keys and shapes listed."""
 
 

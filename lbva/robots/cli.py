@@ -68,7 +68,7 @@ def parse_value(text: str) -> Any:
 
 
 def parse_robot_args(items: list[str]) -> dict[str, Any]:
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
 
     out: dict[str, Any] = {}
     for item in items:
@@ -83,7 +83,7 @@ def parse_robot_args(items: list[str]) -> dict[str, Any]:
 def build_arm(robot: str, embodiment: str | None, robot_args: dict[str, Any]) -> tuple[Any, Any]:
     """``(arm, spec)`` for a registered robot: the factory is called with the robot args (and ``embodiment``
     when it accepts it)."""
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
     from lbva.embodiment import get_embodiment, get_robot_factory
 
     own, factory = get_robot_factory(robot)
@@ -125,7 +125,7 @@ def build_policy(args: argparse.Namespace, spec: Any) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
 
     if args.steps < 1:
         raise CLIError(f"--steps must be at least 1; got {args.steps}")

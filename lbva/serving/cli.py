@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cli_error(message: str) -> Exception:
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
 
     return CLIError(message)
 

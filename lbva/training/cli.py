@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     import logging
 
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
     from lbva.config import load_config
 
     overrides = list(args.overrides)
