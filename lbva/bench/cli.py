@@ -7,6 +7,7 @@ options (``--repeats``, ``--json``, ``--device``) are checked here before any be
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import re
 
@@ -40,6 +41,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def _checked(run):
+    @functools.wraps(run)
     def checked_run(args: argparse.Namespace) -> int:
         check_arguments(args)
         return run(args)

@@ -17,14 +17,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from lbva.errors import UserError
-from lbva.models.lingbot_va import ArchConfig, LingBotVA
+from lbva.models.lingbot_va import ArchConfig, CheckpointError, LingBotVA
 
 RELEASED_KEYS = ("num_attention_heads", "attention_head_dim", "in_channels", "action_dim", "text_dim", "freq_dim",
                  "ffn_dim", "num_layers")
-
-
-class CheckpointError(UserError, ValueError):
-    """A checkpoint that does not fit the model, with the offending keys and shapes listed."""
 
 
 def arch_from_released_config(cfg: dict, layout: str = "shared") -> ArchConfig:
@@ -40,16 +36,51 @@ def arch_from_released_config(cfg: dict, layout: str = "shared") -> ArchConfig:
     )
 
 
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path} cannot be read as JSON ({e}); the {what} is damaged: download or write it again") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, not the JSON object a {what} needs")
+    return data
+
+
+def _index_files(folder: Path, index: Path) -> list[Path]:
+    """The shard files a ``*.safetensors.index.json`` names, each checked to lie inside ``folder`` (an index may not
+    make us read an arbitrary file elsewhere on the machine)."""
+    weight_map = _read_json(index, "checkpoint index").get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index} has no 'weight_map' of tensor name -> shard file name; the index is damaged")
+    root = folder.resolve()
+    files = []
+    for name in sorted(set(weight_map.values())):
+        shard = (folder / name).resolve()
+        if not shard.is_relative_to(root) or shard == root:
+            raise CheckpointError(f"{index} points at {name!r}, outside {folder}; an index may only name shard files "
+                                  "inside its own folder. The checkpoint is damaged or not to be trusted")
+        if not shard.name.endswith(".safetensors"):
+            raise CheckpointError(f"{index} names {name!r}, which is not a .safetensors file; only safetensors shards "
+                                  "are read")
+        files.append(shard)
+    return files
+
+
 def read_safetensors_folder(folder: Path) -> dict[str, torch.Tensor]:
     """All tensors of a folder: a sharded index if present, else every ``*.safetensors`` file."""
+    from safetensors import SafetensorError
+
     index = sorted(folder.glob("*.safetensors.index.json"))
-    files = sorted({folder / f for f in json.loads(index[0].read_text())["weight_map"].values()}) if index \
-        else sorted(folder.glob("*.safetensors"))
+    files = _index_files(folder, index[0]) if index else sorted(folder.glob("*.safetensors"))
     if not files:
         raise CheckpointError(f"no .safetensors weights in {folder}")
     state: dict[str, torch.Tensor] = {}
     for f in files:
-        state.update(load_file(str(f)))
+        try:
+            state.update(load_file(str(f)))
+        except (OSError, SafetensorError) as e:
+            raise CheckpointError(f"{f} cannot be read ({e}); the checkpoint is damaged or incomplete: download or "
+                                  "write it again") from e
     return state
 
 
@@ -79,7 +110,12 @@ def load_released_transformer(folder: str | Path) -> LingBotVA:
     cfg_file = folder / "config.json"
     if not cfg_file.is_file():
         raise CheckpointError(f"{folder} has no config.json; point at the checkpoint's transformer/ folder")
-    model = LingBotVA(arch_from_released_config(json.loads(cfg_file.read_text())))
+    try:
+        model = LingBotVA(arch_from_released_config(_read_json(cfg_file, "transformer config")))
+    except CheckpointError:
+        raise
+    except (UserError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{cfg_file} describes no model lbva can build ({e})") from e
     load_state_checked(model, read_safetensors_folder(folder), str(folder))
     return model
 
@@ -194,7 +230,7 @@ def load_diffusers_wan(source, layout: str = "shared", action_dim: int = 30, act
         folder = Path(source)
         if not (folder / "config.json").is_file():
             raise CheckpointError(f"{folder} has no config.json; point at a WanTransformer3DModel folder")
-        cfg, state, where = json.loads((folder / "config.json").read_text()), read_safetensors_folder(folder), str(folder)
+        cfg, state, where = _read_json(folder / "config.json", "transformer config"), read_safetensors_folder(folder), str(folder)
     if cfg.get("image_dim") or cfg.get("added_kv_proj_dim"):
         raise CheckpointError(f"{where} is an image-conditioned Wan variant (image_dim/added_kv_proj_dim); lbva takes "
                               "the text-to-video transformer (e.g. Wan2.2-TI2V-5B)")
