@@ -3,10 +3,12 @@
 Both write into a temporary sibling of the target and move it into place at the end:
 
 * a file (a training checkpoint) is moved over the old one with one ``os.replace``, which is atomic;
-* a folder (a policy folder, a model folder, a LeRobot export) cannot replace a non-empty folder in one rename, so
-  the old folder is first moved aside to ``.NAME.old``, the new one moved in, and the old one removed. A crash
-  between the two renames leaves nothing at ``NAME`` but the complete old version beside it: :func:`recover` (run by
-  every later write, and by the loaders) moves it back.
+* a folder (a policy folder, a model folder, a LeRobot export) replaces an existing one with Linux's
+  ``renameat2(RENAME_EXCHANGE)``, which swaps the two names in one step, so a complete folder stands at ``NAME`` at
+  every moment — also for readers that know nothing of lbva (LeRobot's loader). Where the file system cannot exchange
+  (not Linux, some network file systems) the old folder is moved aside to ``.NAME.old`` first and the new one moved
+  in: a crash between those two renames leaves nothing at ``NAME`` but the old version beside it, and
+  :func:`recover` (run by every later write, and by lbva's loaders) moves it back.
 
 Temporary siblings are named ``.NAME.lbva-tmp-…``. A writer holds an exclusive ``flock`` on the target's folder while
 it works, and the lock dies with its process, so every write first removes the temporaries it finds there: under the
@@ -18,6 +20,7 @@ Imports only the standard library and :mod:`lbva.errors`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import logging
@@ -119,6 +122,47 @@ def recover(target: str | os.PathLike) -> bool:
     return True
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_libc = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the names ``a`` and ``b`` in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``). False when this
+    system or file system cannot; then nothing was changed."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:  # pragma: no cover - no C library to ask (not POSIX)
+            _libc = False
+    renameat2 = getattr(_libc, "renameat2", None) if _libc else None
+    if renameat2 is None:
+        return False
+    source, destination = os.fsencode(a), os.fsencode(b)
+    if renameat2(_AT_FDCWD, source, _AT_FDCWD, destination, _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, f"cannot swap {a} and {b}: {os.strerror(code)}", str(b))
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` at ``out``: exchanged in one step where the system can, else through
+    ``.NAME.old`` (see the module docstring); the previous version is removed once the new one stands."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    if _exchange(tmp, out):
+        _remove(tmp)  # now the previous version; a crash here leaves it for the next write's clean-up
+        return
+    old = backup_path(out)
+    os.replace(out, old)  # a crash from here until the next rename leaves `old` for recover()
+    os.replace(tmp, out)
+    _remove(old)
+
+
 def _fsync_folder(folder: Path) -> None:
     try:  # make the renames themselves durable
         fd = os.open(folder, os.O_RDONLY)
@@ -176,12 +220,7 @@ def atomic_folder(out: str | os.PathLike, marker: str) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_TAG}", dir=out.parent))
         try:
             yield tmp
-            old = backup_path(out)
-            if out.exists():
-                os.replace(out, old)  # a crash from here until the next rename leaves `old` for recover()
-            os.replace(tmp, out)
-            if old.exists():
-                _remove(old)
+            _swap_in(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
