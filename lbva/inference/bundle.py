@@ -183,9 +183,18 @@ def _read_policy(path: Path, meta: dict, device: str) -> PolicyBundle:
             raise PolicyFolderError(f"{path / MARKER}: embedded text encoder sizes {sizes} (dim, max_length, heads) are "
                                     f"outside 1..{MAX_EMBEDDED_TEXT_SIZE}; the folder is damaged — export it again")
         text_encoder = EmbeddedTextEncoder(text_cfg["dim"], text_cfg["max_length"], text_cfg["seed"], text_cfg["heads"])
-        text_encoder.net.load_state_dict(load_file(str(path / "text_encoder.safetensors")))
+        text_encoder.net.load_state_dict(_tensors(path / "text_encoder.safetensors"))
     else:
         text_encoder = build_text_encoder(config.data)
     prompts_file = path / "prompts.safetensors"
-    prompts = load_file(str(prompts_file)) if prompts_file.is_file() else {}
+    prompts = _tensors(prompts_file) if prompts_file.is_file() else {}
     return PolicyBundle(model, config, meta["embodiment"], stats, video_encoder, text_encoder, prompts)
+
+
+def _tensors(file: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(str(file))
+    except (OSError, SafetensorError) as e:
+        raise PolicyFolderError(f"{file} cannot be read ({e}); the folder is damaged — export it again") from e
