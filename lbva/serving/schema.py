@@ -23,7 +23,7 @@ import numpy as np
 from lbva.serving.protocol import RequestError
 
 TEXT_KEYS = ("prompt", "task")
-_MAX_TEXT = 4096  # characters in a prompt
+MAX_TEXT_CHARS = 4096  # characters in a prompt, by default (a server may raise it: ``max_text_chars``)
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,12 @@ class ArraySpec:
         return value
 
 
-def _check_text(value: Any, name: str) -> str:
+def check_text(value: Any, name: str, max_chars: int = MAX_TEXT_CHARS) -> str:
     if not isinstance(value, str):
         raise RequestError(name, f"expected a string, got {type(value).__name__}")
-    if len(value) > _MAX_TEXT:
-        raise RequestError(name, f"is {len(value)} characters long; at most {_MAX_TEXT} are accepted")
+    if len(value) > max_chars:
+        raise RequestError(name, f"is {len(value)} characters long; at most {max_chars} are accepted (a server started "
+                                 "with a larger --max-prompt-chars takes more)")
     return value
 
 
@@ -75,6 +76,7 @@ class ObservationSchema:
     action_shape: tuple[int, int]  # (T, A) of one predicted chunk
     state_key: str | None = None  # the entry of ``arrays`` holding the robot state (optional in feedback)
     text_keys: tuple[str, ...] = field(default=TEXT_KEYS)
+    max_text_chars: int = MAX_TEXT_CHARS
 
     @property
     def action_dim(self) -> int:
@@ -120,7 +122,8 @@ class ObservationSchema:
         self._check_keys(obs, "observation", set(self.arrays), set(self.arrays) | set(self.text_keys))
         out: dict[str, Any] = {}
         for key, value in obs.items():
-            out[key] = _check_text(value, key) if key in self.text_keys else self.arrays[key].check(value, key)
+            out[key] = (check_text(value, key, self.max_text_chars) if key in self.text_keys
+                        else self.arrays[key].check(value, key))
         return out
 
     def check_frames(self, frames: Any, name: str = "observation") -> dict[str, np.ndarray]:
