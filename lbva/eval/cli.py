@@ -91,6 +91,7 @@ def expand_tasks(env: str, tasks: list[str]) -> list[str]:
 
 
 def _check_counts(args: argparse.Namespace) -> None:
+    from lbva.cli_args import output_dir
     from lbva.errors import CLIError
 
     for flag, value, lo in (("--episodes", args.episodes, 1), ("--workers", getattr(args, "workers", 1), 1)):
@@ -98,6 +99,7 @@ def _check_counts(args: argparse.Namespace) -> None:
             raise CLIError(f"{flag}={value} must be >= {lo}")
     if not args.tasks:
         raise CLIError("--tasks is empty; name at least one task, e.g. --tasks reach-v3")
+    output_dir(args.out, "--out")
 
 
 def run_eval(args: argparse.Namespace) -> int:

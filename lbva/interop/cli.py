@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _export_lerobot(args: argparse.Namespace) -> int:
+    from lbva.cli_args import input_file, output_dir
+
+    output_dir(args.out, "OUT")
+    if args.stats is not None:
+        input_file(args.stats, "--stats")
     from lbva.interop.lerobot import export_lerobot
 
     out = export_lerobot(args.checkpoint, args.out, embodiment=args.embodiment, stats=args.stats,

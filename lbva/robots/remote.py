@@ -61,7 +61,7 @@ class ServerPolicy:
 
         try:
             client = LbvaClient(url, port=None, timeout=timeout)
-        except InvalidURI as e:
+        except (InvalidURI, ValueError) as e:
             raise ServerPolicyError(f"--server {url!r} is not a websocket address ({e}); use ws://HOST:PORT") from None
         except (OSError, TimeoutError, WebSocketException) as e:
             raise ServerPolicyError(
