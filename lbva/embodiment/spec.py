@@ -39,7 +39,7 @@ MAX_ABS_STATISTIC = 1e6
 
 
 class StatsError(UserError, ValueError):
-    """Normalisation statistics that cannot be used (wrong shape, non-finite, absurd or inverted quantiles)."""
+    """Normalisation statistics that cannot be used (wrong shape, non-finite or absurd quantiles)."""
 
 
 LEFT_EEF = tuple(range(0, 7))
@@ -211,12 +211,6 @@ class ActionStats:
                     "not a statistic of real actions. Recompute the statistics with `lbva prepare`"
                 )
             object.__setattr__(self, name, v)
-        inverted = np.nonzero(self.q99 < self.q01)[0]
-        if inverted.size:
-            raise StatsError(
-                f"ActionStats from {self.source}: q99 < q01 at slots {inverted.tolist()}; the quantiles are swapped or "
-                "damaged. Recompute them with `lbva prepare`"
-            )
 
     @classmethod
     def load(cls, path: str | Path) -> ActionStats:

@@ -175,9 +175,9 @@ class CommandGuard:
 
 
 class PolicyCaller:
-    """Runs policy calls on one worker thread, so the control thread can keep checking the emergency stop while a
-    call takes long or never returns. Calls never overlap: a call that was abandoned (the loop stopped while it ran)
-    keeps the worker, and the caller is not used again."""
+    """Runs each policy call on a worker thread, so the control thread can keep checking the emergency stop while a
+    call takes long or never returns. Calls never overlap: the next starts only after the last finished, and a call
+    abandoned when the loop stops (a hung server) is left to end on its own (its thread is a daemon)."""
 
     def __init__(self) -> None:
         self._done = threading.Event()

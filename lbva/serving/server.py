@@ -40,9 +40,10 @@ logger = logging.getLogger(__name__)
 # messages, so an unbounded count of either is unbounded memory.
 DEFAULT_MAX_SESSIONS = 16
 # Executed actions fed back may lie outside the embodiment's action limits by at most this many full ranges
-# (high - low); beyond that they are not what a robot executed and would poison the session's KV cache. Without
-# limits on the spec, their magnitude is capped at MAX_ABS_FEEDBACK.
-FEEDBACK_RANGES = 1.0
+# (high - low): real robots report poses a little beyond a spec's nominal limits (RoboTwin joints at ±π against
+# ±1.5), but 1e30 is not what a robot executed and would poison the session's KV cache. Without limits on the spec,
+# their magnitude is capped at MAX_ABS_FEEDBACK.
+FEEDBACK_RANGES = 10.0
 MAX_ABS_FEEDBACK = 1e6
 
 
@@ -416,7 +417,7 @@ class PolicyServer:
                 "executed_actions",
                 f"executed_actions[{t}, {j}] = {float(actions[t, j]):g} is outside the plausible range "
                 f"[{float(low[j]):g}, {float(high[j]):g}] for {self.schema.embodiment!r} (its action limits widened by "
-                f"{FEEDBACK_RANGES:g} range); send the actions the robot executed, in native units",
+                f"{FEEDBACK_RANGES:g} ranges); send the actions the robot executed, in native units",
             )
 
 
