@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "q01/q99) from an lbva policy folder or a shared-layout model checkpoint. See docs/lerobot.md.",
     )
     lr.add_argument("checkpoint", help="lbva policy folder (lbva_policy.json) or model checkpoint folder")
-    lr.add_argument("out", help="output folder (replaced atomically)")
+    lr.add_argument("out", help="output folder (an earlier export there is replaced atomically; any other folder is refused)")
     lr.add_argument("--embodiment", default=None, help="embodiment of a bare model checkpoint")
     lr.add_argument("--stats", default=None, help="q01/q99 JSON (30 slot values each) for a bare model checkpoint")
     lr.add_argument("--wan-path", default=None,
