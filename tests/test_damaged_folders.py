@@ -44,13 +44,16 @@ def _edit_json(path: Path, change) -> None:
 
 
 class Payload:
-    """Unpickling this would write a file: proof that something ran."""
+    """Unpickling this would create the file ``witness``: proof that something ran."""
+
+    def __init__(self, witness: Path):
+        self.witness = witness
 
     def __reduce__(self):
-        return (Path.touch, (Path("/tmp/lbva-unpickled-a-payload"),))
+        return (Path.touch, (self.witness,))
 
 
-def _break(kind: str, root: Path) -> None:
+def _break(kind: str, root: Path, witness: Path) -> None:
     model = root / "transformer"
     if kind == "truncated weights":
         data = (model / "model.safetensors").read_bytes()
@@ -60,9 +63,9 @@ def _break(kind: str, root: Path) -> None:
     elif kind == "garbage config.json":
         (model / "config.json").write_bytes(b"\x80\x04\x95 not json")
     elif kind == "pickle instead of safetensors":
-        (model / "model.safetensors").write_bytes(pickle.dumps({"w": Payload()}))
+        (model / "model.safetensors").write_bytes(pickle.dumps({"w": Payload(witness)}))
     elif kind == "torch pickle instead of safetensors":
-        torch.save({"w": Payload()}, model / "model.safetensors")
+        torch.save({"w": Payload(witness)}, model / "model.safetensors")
     elif kind == "unknown arch key":
         _edit_json(model / "config.json", lambda c: c["lbva_arch"].update(warp_drive=True))
     elif kind == "arch value of the wrong type":
@@ -119,21 +122,20 @@ DAMAGE = {  # what is broken -> words the error must contain
 
 @pytest.mark.parametrize("kind", list(DAMAGE))
 def test_a_damaged_policy_folder_is_refused_naming_it(kind, policy_folder, tmp_path):
-    root = _copy(policy_folder, tmp_path)
-    _break(kind, root)
-    Path("/tmp/lbva-unpickled-a-payload").unlink(missing_ok=True)
+    root, witness = _copy(policy_folder, tmp_path), tmp_path / "unpickled-a-payload"
+    _break(kind, root, witness)
     with pytest.raises(UserError) as e:
         load_policy(root)
     message = str(e.value)
     assert str(root) in message and DAMAGE[kind] in message, message
-    assert not Path("/tmp/lbva-unpickled-a-payload").exists(), "a payload in the folder was unpickled"
+    assert not witness.exists(), "a payload in the folder was unpickled"
 
 
 def test_damaged_folders_are_one_line_cli_errors(policy_folder, tmp_path, capsys):
     from lbva.cli import main
 
     root = _copy(policy_folder, tmp_path)
-    _break("truncated weights", root)
+    _break("truncated weights", root, tmp_path / "unused")
     assert main(["export", "lerobot", str(root), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "model.safetensors cannot be read" in err
@@ -147,16 +149,13 @@ def _sharded(tmp_path: Path, weight_map: dict) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("name", ["../outside.safetensors", "/tmp/outside.safetensors", "sub/../../outside.safetensors"])
+@pytest.mark.parametrize("name", ["../outside.safetensors", "{absolute}", "sub/../../outside.safetensors"])
 def test_an_index_may_not_point_outside_its_folder(name, tmp_path):
     save_file({"secret": torch.full((2,), 7.0)}, str(tmp_path / "outside.safetensors"))
-    Path("/tmp/outside.safetensors").write_bytes((tmp_path / "outside.safetensors").read_bytes())
-    try:
-        folder = _sharded(tmp_path, {"a": "shard-1.safetensors", "secret": name})
-        with pytest.raises(CheckpointError, match="outside"):
-            read_safetensors_folder(folder)
-    finally:
-        Path("/tmp/outside.safetensors").unlink(missing_ok=True)
+    name = name.format(absolute=tmp_path / "outside.safetensors")
+    folder = _sharded(tmp_path, {"a": "shard-1.safetensors", "secret": name})
+    with pytest.raises(CheckpointError, match="outside"):
+        read_safetensors_folder(folder)
 
 
 def test_an_index_inside_its_folder_still_reads_every_shard(tmp_path):
@@ -216,18 +215,18 @@ def test_a_failed_write_leaves_the_previous_version_and_no_temporaries(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- training checkpoints
-@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated zip", pickle.dumps({"state_dict": Payload()})])
+@pytest.mark.parametrize("content", ["empty", "truncated zip", "pickle"])
 def test_a_damaged_training_checkpoint_is_a_checkpoint_error(content, tmp_path):
     from lbva.training.checkpoint_io import AtomicCheckpointIO, atomic_torch_save
 
-    path = tmp_path / "last.ckpt"
+    path, witness = tmp_path / "last.ckpt", tmp_path / "unpickled-a-payload"
     atomic_torch_save({"global_step": 3, "w": torch.ones(2)}, path)
     assert AtomicCheckpointIO().load_checkpoint(path)["global_step"] == 3
-    path.write_bytes(content)
-    Path("/tmp/lbva-unpickled-a-payload").unlink(missing_ok=True)
+    path.write_bytes({"empty": b"", "truncated zip": b"PK\x03\x04 truncated zip",
+                      "pickle": pickle.dumps({"state_dict": Payload(witness)})}[content])
     with pytest.raises(CheckpointError, match="last.ckpt cannot be read"):
         AtomicCheckpointIO().load_checkpoint(path)
-    assert not Path("/tmp/lbva-unpickled-a-payload").exists()
+    assert not witness.exists(), "a payload in the checkpoint was unpickled"
     with pytest.raises(CheckpointError, match="does not exist"):
         AtomicCheckpointIO().load_checkpoint(tmp_path / "missing.ckpt")
 
