@@ -12,6 +12,12 @@ import importlib
 import logging
 import sys
 
+from lbva.errors import CLIError, UserError, one_line
+
+__all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
 COMMANDS: dict[str, str] = {
     "config": "lbva.config.cli",
     "embodiments": "lbva.embodiment.cli",
@@ -30,32 +36,6 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class CLIError(Exception):
-    """A user-facing failure: printed without a traceback, exit code 2."""
-
-
-# Errors that describe bad input (a wrong name, a damaged folder, a mismatched checkpoint): the message says
-# what was wrong and what to do, so the CLI prints it without a traceback. Only modules already imported are
-# consulted, so this costs nothing.
-USER_ERRORS = (
-    "lbva.embodiment.registry:UnknownEmbodimentError",
-    "lbva.embodiment.registry:PluginError",
-    "lbva.inference.policy:PolicyError",
-    "lbva.inference.bundle:PolicyFolderError",
-    "lbva.models.checkpoints:CheckpointError",
-    "lbva.data.errors:DataError",
-)
-
-
-def _is_user_error(e: BaseException) -> bool:
-    for ref in USER_ERRORS:
-        module, name = ref.split(":")
-        cls = getattr(sys.modules.get(module), name, None)
-        if cls is not None and isinstance(e, cls):
-            return True
-    return False
-
-
 def build_parser() -> argparse.ArgumentParser:
     from lbva import __version__
 
@@ -68,17 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         if module in seen:
             continue
         seen.add(module)
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("lbva"):
-                continue  # a verb whose module is not written yet
-            raise
-        mod.register(sub)
+        importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. A :class:`~lbva.errors.UserError` (bad input) or an ``OSError`` (a path that cannot be used, a
+    refused connection, a full disk) prints one line ``error: ...`` and returns 2; with ``-v`` the traceback is
+    logged too. Anything else is a bug and keeps its traceback."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # ``key=value`` overrides may follow the options too (``lbva prepare DS --embodiment E data.x=1``): argparse
@@ -91,18 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
-    from lbva.config import ConfigError
-
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except UserError as e:
+        logger.debug("the command failed on bad input", exc_info=True)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
-    except Exception as e:
-        if not _is_user_error(e):
-            raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
+    except OSError as e:
+        logger.debug("the command failed on a file or connection", exc_info=True)
+        print(f"error: {one_line(e)}; check the path or address given, its permissions and the free disk space",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -453,8 +453,30 @@ def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_abla
     return path
 
 
+def check_arguments(args: argparse.Namespace, tasks: list[str]) -> None:
+    """Refuse what would only fail minutes into the run: counts, the run folder, the task names."""
+    from lbva.cli_args import at_least, output_dir
+    from lbva.embodiment import get_env_factory
+    from lbva.errors import CLIError
+    from lbva.eval.baselines import find_expert
+
+    for flag, value in (("--demos", args.demos), ("--episodes", args.episodes), ("--max-steps", args.max_steps),
+                        ("--workers", args.workers)):
+        at_least(value, flag, 1)
+    output_dir(args.out, "--out")
+    if not tasks:
+        raise CLIError(f"--tasks {args.tasks!r} names no task; e.g. --tasks {','.join(DEFAULT_TASKS)}")
+    expert = find_expert(get_env_factory("metaworld")[1])  # the demo's demonstrations come from these experts
+    for task in tasks:
+        try:
+            expert(task)
+        except ValueError as e:
+            raise CLIError(f"--tasks: {e}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
-    tasks = [t for t in args.tasks.split(",") if t]
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    check_arguments(args, tasks)
     overrides = list(args.overrides)
     demos, episodes, max_steps = args.demos, args.episodes, args.max_steps
     if args.quick:

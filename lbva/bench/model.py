@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
     from lbva.models.lingbot_va import ArchConfig, LingBotVA
 
     dev = torch.device(args.device)

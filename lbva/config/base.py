@@ -1,7 +1,8 @@
 """Helpers shared by every config section: declaring choices and ranges on dataclass fields.
 
 A section is a plain dataclass. A field that only takes some values declares them with
-``choice(default, *allowed)``; a numeric field with bounds uses ``bounded(default, lo, hi)``.
+``choice(default, *allowed)``; a numeric field with bounds uses ``bounded(default, lo, hi)``, where ``hi`` may be the
+name of another field of the section (a limit with a default that the user can raise).
 OmegaConf ignores field metadata, so these stay plain dataclasses; the loader reads the metadata
 after the merge and reports violations with the full key path.
 """
@@ -20,8 +21,9 @@ def choice(default: Any, *allowed: Any, doc: str = "") -> Any:
     return dataclasses.field(default=default, metadata={"choices": options, "doc": doc})
 
 
-def bounded(default: Any, lo: float | None = None, hi: float | None = None, doc: str = "") -> Any:
-    """A numeric field constrained to ``lo <= value <= hi`` (either bound may be None)."""
+def bounded(default: Any, lo: float | None = None, hi: float | str | None = None, doc: str = "") -> Any:
+    """A numeric field constrained to ``lo <= value <= hi`` (either bound may be None). ``hi`` may name a sibling
+    field holding the upper bound: a limit the user can raise with its own key (``video_steps <= max_denoising_steps``)."""
     return dataclasses.field(default=default, metadata={"range": (lo, hi), "doc": doc})
 
 

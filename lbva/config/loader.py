@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -14,12 +15,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from lbva.config.schema import LbvaConfig
+from lbva.errors import UserError
 
 # A recipe may extend another with a top-level ``extends: <relative path or recipe name>``.
 EXTENDS_KEY = "extends"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A recipe or override that does not fit the schema."""
 
 
@@ -116,6 +118,16 @@ def _check_metadata(obj: Any, prefix: str = "") -> None:
                 + (f" Did you mean {close[0]!r}?" if close else "")
             )
         lo, hi = f.metadata.get("range", (None, None))
+        limit_key = None
+        if isinstance(hi, str):  # the bound is another field of this section: a limit the user can raise
+            limit_key, hi = f"{prefix}{hi}", getattr(obj, hi)
+        if isinstance(value, float) and not math.isfinite(value) and (lo is not None or hi is not None):
+            raise ConfigError(f"bad value for {key!r}: {value!r} is not a finite number; give a value in the allowed range.")
+        if value is not None and limit_key is not None and value > hi:
+            raise ConfigError(
+                f"bad value for {key!r}: {value!r} is above the limit {limit_key}={hi!r}; if you mean it, raise the "
+                f"limit too ({limit_key}=N)."
+            )
         if value is not None and ((lo is not None and value < lo) or (hi is not None and value > hi)):
             bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
             raise ConfigError(f"bad value for {key!r}: {value!r} is outside the allowed range {bounds}.")

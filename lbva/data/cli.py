@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _prepare(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local datasets only; never reach for the Hub
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
     from lbva.config import load_config
     from lbva.data.errors import DataError
     from lbva.data.prepare import parse_shard, prepare_dataset
@@ -155,7 +155,7 @@ def _info(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from pathlib import Path
 
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
     from lbva.data.cache import INDEX_NAME
     from lbva.data.errors import DataError
     from lbva.embodiment import UnknownEmbodimentError

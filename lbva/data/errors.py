@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from lbva.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A dataset, segment or cache that cannot be used as it is."""
 
 

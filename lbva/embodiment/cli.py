@@ -43,7 +43,7 @@ def _slots(used) -> str:
 def _run(args: argparse.Namespace) -> int:
     import json
 
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
     from lbva.embodiment import registry as reg_mod
 
     try:

@@ -22,6 +22,7 @@ import pluggy
 
 from lbva.embodiment import hookspecs
 from lbva.embodiment.spec import EmbodimentSpec
+from lbva.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ PLUGINS_ENV = "LBVA_PLUGINS"
 BUILTIN_PLUGIN = "builtin"
 
 
-class UnknownEmbodimentError(KeyError):
+class UnknownEmbodimentError(UserError, KeyError):
     """A name that no installed plugin registered. ``valid`` lists the names that exist."""
 
     def __init__(self, kind: str, name: str, valid: list[str]):
@@ -46,7 +47,7 @@ class UnknownEmbodimentError(KeyError):
         return self.args[0]
 
 
-class PluginError(RuntimeError):
+class PluginError(UserError, RuntimeError):
     """A plugin failed to load or registered something inconsistent."""
 
 

@@ -30,8 +30,18 @@ from typing import Any
 import numpy as np
 
 from lbva.embodiment import rotations as rot
+from lbva.errors import UserError
 
 ACTION_DIM = 30
+# q01/q99 beyond this magnitude (in any native unit: metres, radians, degrees, gripper widths) are not statistics of a
+# real robot's actions; they turn normalised model outputs into absurd commands, so they are refused
+MAX_ABS_STATISTIC = 1e6
+
+
+class StatsError(UserError, ValueError):
+    """Normalisation statistics that cannot be used (wrong shape, non-finite or absurd quantiles)."""
+
+
 LEFT_EEF = tuple(range(0, 7))
 RIGHT_EEF = tuple(range(7, 14))
 LEFT_JOINTS = tuple(range(14, 21))
@@ -283,12 +293,18 @@ class ActionStats:
         for name in ("q01", "q99"):
             v = np.asarray(getattr(self, name), dtype=np.float32)
             if v.shape != (ACTION_DIM,):
-                raise ValueError(
+                raise StatsError(
                     f"ActionStats.{name} must have shape ({ACTION_DIM},) (one value per unified slot); got {v.shape}"
                     f" from {self.source}. Compute statistics with `lbva prepare` or pad to {ACTION_DIM} slots."
                 )
             if not np.all(np.isfinite(v)):
-                raise ValueError(f"ActionStats.{name} from {self.source} has non-finite values: {v.tolist()}")
+                raise StatsError(f"ActionStats.{name} from {self.source} has non-finite values: {v.tolist()}")
+            if np.abs(v).max() > MAX_ABS_STATISTIC:
+                slot = int(np.abs(v).argmax())
+                raise StatsError(
+                    f"ActionStats.{name}[{slot}] = {float(v[slot]):g} from {self.source} is beyond ±{MAX_ABS_STATISTIC:g}: "
+                    "not a statistic of real actions. Recompute the statistics with `lbva prepare`"
+                )
             object.__setattr__(self, name, v)
 
     @classmethod
@@ -300,11 +316,14 @@ class ActionStats:
         except FileNotFoundError:
             raise FileNotFoundError(f"statistics file {path} does not exist; run `lbva prepare` or fix stats_path") from None
         except json.JSONDecodeError as e:
-            raise ValueError(f"statistics file {path} is not valid JSON ({e}); it must hold q01 and q99 lists") from e
+            raise StatsError(f"statistics file {path} is not valid JSON ({e}); it must hold q01 and q99 lists") from e
         if not isinstance(data, dict) or "q01" not in data or "q99" not in data:
-            raise ValueError(f"statistics file {path} must be a JSON object with 'q01' and 'q99' lists of {ACTION_DIM} numbers")
-        return cls(q01=np.asarray(data["q01"], np.float32), q99=np.asarray(data["q99"], np.float32),
-                   source=str(data.get("source", path)))
+            raise StatsError(f"statistics file {path} must be a JSON object with 'q01' and 'q99' lists of {ACTION_DIM} numbers")
+        try:
+            q01, q99 = np.asarray(data["q01"], np.float32), np.asarray(data["q99"], np.float32)
+        except (TypeError, ValueError) as e:
+            raise StatsError(f"statistics file {path}: q01 and q99 must be lists of {ACTION_DIM} numbers ({e})") from None
+        return cls(q01=q01, q99=q99, source=str(data.get("source", path)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"q01": self.q01.tolist(), "q99": self.q99.tolist(), "source": self.source}

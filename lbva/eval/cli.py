@@ -55,7 +55,7 @@ def register(subparsers) -> None:
 
 
 def _resolve_env(name: str) -> str:
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
     from lbva.embodiment import UnknownEmbodimentError, get_env_factory
 
     try:
@@ -72,7 +72,7 @@ def expand_tasks(env: str, tasks: list[str]) -> list[str]:
     the factory's module); names it does not know raise ``ValueError``. Without one, names pass unchanged."""
     import sys
 
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
     from lbva.embodiment import get_env_factory
 
     factory = get_env_factory(env)[1]
@@ -91,19 +91,21 @@ def expand_tasks(env: str, tasks: list[str]) -> list[str]:
 
 
 def _check_counts(args: argparse.Namespace) -> None:
-    from lbva.cli import CLIError
+    from lbva.cli_args import output_dir
+    from lbva.errors import CLIError
 
     for flag, value, lo in (("--episodes", args.episodes, 1), ("--workers", getattr(args, "workers", 1), 1)):
         if value < lo:
             raise CLIError(f"{flag}={value} must be >= {lo}")
     if not args.tasks:
         raise CLIError("--tasks is empty; name at least one task, e.g. --tasks reach-v3")
+    output_dir(args.out, "--out")
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
     from lbva.eval.report import write_report
     from lbva.eval.rollout import PolicyFactory, rollout
 
@@ -141,7 +143,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_collect(args: argparse.Namespace) -> int:
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
     from lbva.eval.collect import collect
 
     _check_counts(args)

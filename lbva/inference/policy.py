@@ -33,6 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from lbva.errors import UserError
 from lbva.inference.session import Entry, RecomputeSession
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 MODES = ("sync", "naive_async", "fdm_async")
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError, ValueError):
     """Bad input to a policy (wrong observation, call order), with what was expected."""
 
 

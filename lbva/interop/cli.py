@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "q01/q99) from an lbva policy folder or a shared-layout model checkpoint. See docs/lerobot.md.",
     )
     lr.add_argument("checkpoint", help="lbva policy folder (lbva_policy.json) or model checkpoint folder")
-    lr.add_argument("out", help="output folder (replaced atomically)")
+    lr.add_argument("out", help="output folder (an earlier export there is replaced atomically; any other folder is refused)")
     lr.add_argument("--embodiment", default=None, help="embodiment of a bare model checkpoint")
     lr.add_argument("--stats", default=None, help="q01/q99 JSON (30 slot values each) for a bare model checkpoint")
     lr.add_argument("--wan-path", default=None,
@@ -47,6 +47,11 @@ def _export_policy(args: argparse.Namespace) -> int:
 
 
 def _export_lerobot(args: argparse.Namespace) -> int:
+    from lbva.cli_args import input_file, output_dir
+
+    output_dir(args.out, "OUT")
+    if args.stats is not None:
+        input_file(args.stats, "--stats")
     from lbva.interop.lerobot import export_lerobot
 
     out = export_lerobot(args.checkpoint, args.out, embodiment=args.embodiment, stats=args.stats,

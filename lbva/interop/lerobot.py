@@ -27,15 +27,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lbva.inference.bundle import PolicyFolderError, swap_in
+from lbva.atomic_io import atomic_folder
+from lbva.inference.bundle import PolicyFolderError
 
 logger = logging.getLogger(__name__)
 
@@ -702,9 +701,7 @@ def export_lerobot(source: str | Path, out: str | Path, *, embodiment: str | Non
         input_features={k: PolicyFeature(type=FeatureType.VISUAL, shape=(3, h, w)) for k, h, w in cams},
         output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(len(q01),))},
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out, marker=CONFIG_NAME) as tmp:
         logger.info("exporting %s -> %s (LeRobot lingbot_va, embodiment %s)", source, out, name)
         lr_cfg._save_pretrained(tmp)
         written = json.loads((tmp / CONFIG_NAME).read_text())
@@ -724,9 +721,5 @@ def export_lerobot(source: str | Path, out: str | Path, *, embodiment: str | Non
             "format": "lbva-lerobot-export", "version": 1, "embodiment": name, "source": str(source),
             "stats_source": stats.source, "approximations": approx,
         }, indent=2))
-        swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("wrote %s (%d tensors)", out, len(state))
     return out

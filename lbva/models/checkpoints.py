@@ -15,14 +15,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lbva.models.lingbot_va import ArchConfig, LingBotVA
+from lbva.config.model import DEFAULT_MAX_PARAMETERS
+from lbva.errors import UserError
+from lbva.models.lingbot_va import ArchConfig, CheckpointError, LingBotVA
 
 RELEASED_KEYS = ("num_attention_heads", "attention_head_dim", "in_channels", "action_dim", "text_dim", "freq_dim",
                  "ffn_dim", "num_layers")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model, with the offending keys and shapes listed."""
 
 
 def arch_from_released_config(cfg: dict, layout: str = "shared") -> ArchConfig:
@@ -38,13 +36,31 @@ def arch_from_released_config(cfg: dict, layout: str = "shared") -> ArchConfig:
     )
 
 
+def _index_files(folder: Path, index: Path) -> list[Path]:
+    """The shard files a ``*.safetensors.index.json`` names, each checked to lie inside ``folder`` (an index may not
+    make us read an arbitrary file elsewhere on the machine)."""
+    weight_map = _read_json(index, "checkpoint index").get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index} has no 'weight_map' of tensor name -> shard file name; the index is damaged")
+    root = folder.resolve()
+    files = []
+    for name in sorted(set(weight_map.values())):
+        shard = (folder / name).resolve()
+        if not shard.is_relative_to(root) or shard == root:
+            raise CheckpointError(f"{index} points at {name!r}, outside {folder}; an index may only name shard files "
+                                  "inside its own folder. The checkpoint is damaged or not to be trusted")
+        if not shard.name.endswith(".safetensors"):
+            raise CheckpointError(f"{index} names {name!r}, which is not a .safetensors file; only safetensors shards "
+                                  "are read")
+        files.append(shard)
+    return files
+
+
 def safetensors_files(folder: Path) -> list[Path]:
-    """The weight files of a folder: those a sharded index names, else every ``*.safetensors`` file."""
+    """The weight files of a folder: those a sharded index names (each inside the folder), else every
+    ``*.safetensors`` file."""
     index = sorted(folder.glob("*.safetensors.index.json"))
-    if index:
-        names = json.loads(index[0].read_text())["weight_map"].values()
-        return sorted({folder / f for f in names})
-    files = sorted(folder.glob("*.safetensors"))
+    files = _index_files(folder, index[0]) if index else sorted(folder.glob("*.safetensors"))
     if not files:
         raise CheckpointError(f"no .safetensors weights in {folder}")
     return files
@@ -54,16 +70,20 @@ def read_safetensors_folder(folder: Path, dtype: torch.dtype | None = None, pref
                             files: list[Path] | None = None) -> dict[str, torch.Tensor]:
     """All tensors of a folder (or of ``files``), ``prefix`` stripped from the keys that carry it, each cast to
     ``dtype`` as it is read, so the peak is one copy of the weights in the target dtype."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     state: dict[str, torch.Tensor] = {}
     for f in files if files is not None else safetensors_files(folder):
-        with safe_open(str(f), framework="pt") as fh:
-            for k in fh.keys():
-                t = fh.get_tensor(k)
-                if dtype is not None and t.is_floating_point() and t.dtype != dtype:
-                    t = t.to(dtype)
-                state[k.removeprefix(prefix)] = t
+        try:
+            with safe_open(str(f), framework="pt") as fh:
+                for k in fh.keys():
+                    t = fh.get_tensor(k)
+                    if dtype is not None and t.is_floating_point() and t.dtype != dtype:
+                        t = t.to(dtype)
+                    state[k.removeprefix(prefix)] = t
+        except (OSError, SafetensorError) as e:
+            raise CheckpointError(f"{f} cannot be read ({e}); the checkpoint is damaged or incomplete: download or "
+                                  "write it again") from e
     return state
 
 
@@ -269,15 +289,18 @@ KINDS = {
 POLICY_MARKER = "lbva_policy.json"  # lbva.inference.bundle.MARKER (not imported: models sit below inference)
 
 
-def _read_config(folder: Path) -> dict:
-    file = folder / "config.json"
+def _read_json(path: Path, what: str) -> dict:
     try:
-        data = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{file} is not readable JSON ({e}); the checkpoint is damaged — copy it again") from e
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{path} cannot be read as JSON ({e}); the {what} is damaged: copy or write it again") from e
     if not isinstance(data, dict):
-        raise CheckpointError(f"{file} holds a {type(data).__name__}, not a config mapping; the checkpoint is damaged")
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, not the JSON object a {what} needs")
     return data
+
+
+def _read_config(folder: Path) -> dict:
+    return _read_json(folder / "config.json", "checkpoint config")
 
 
 def checkpoint_kind(path: str | Path) -> tuple[str, Path]:
@@ -327,16 +350,21 @@ def arch_conflicts(want: ArchConfig, have: ArchConfig, fields=ARCH_FIELDS) -> li
 
 def _lbva_arch(folder: Path) -> tuple[ArchConfig, dict | None]:
     meta = _read_config(folder)
-    arch = dict(meta["lbva_arch"])
-    arch["patch_size"] = tuple(arch["patch_size"])
+    if not isinstance(meta.get("lbva_arch"), dict):
+        raise CheckpointError(f"{folder / 'config.json'} is not an lbva model config (its 'lbva_arch' is not a map)")
+    saved = meta.get("model_config")
+    if saved is not None and not isinstance(saved, dict):
+        raise CheckpointError(f"{folder / 'config.json'}: 'model_config' is a {type(saved).__name__}, not a map")
     try:
-        return ArchConfig(**arch), meta.get("model_config")
-    except TypeError as e:
+        arch = dict(meta["lbva_arch"])
+        arch["patch_size"] = tuple(arch["patch_size"])
+        return ArchConfig(**arch), saved
+    except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{folder / 'config.json'}: lbva_arch does not describe an lbva model ({e})") from e
 
 
 def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | str | None = None,
-                    device: str | torch.device = "cpu") -> LingBotVA:
+                    device: str | torch.device = "cpu", max_parameters: int | None = None) -> LingBotVA:
     """A model from any checkpoint lbva reads (see :func:`checkpoint_kind`), built on the meta device and given
     the checkpoint's tensors directly, so the peak memory is about one copy of the weights in ``dtype``
     (default: the checkpoint's own dtype per tensor, fp32 for a diffusers Wan2.2 folder's action stream).
@@ -344,11 +372,19 @@ def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | 
     ``model_cfg`` (a ``ModelConfig``, e.g. a recipe's ``model`` section) supplies the run-time settings — the
     attention kernel, activation checkpointing, compile — and is checked against the checkpoint: a layout or
     width that contradicts it raises :class:`CheckpointError` naming both values. For a diffusers Wan2.2 folder
-    the recipe chooses the action stream (``layout``, ``action_width``), initialised from the video weights."""
+    the recipe chooses the action stream (``layout``, ``action_width``), initialised from the video weights.
+    ``max_parameters`` (default: the recipe's ``model.max_parameters``) bounds the size a folder's config may
+    ask for; a folder cannot raise it."""
+    from lbva.atomic_io import recover
     from lbva.models.lingbot_va import arch_from_model_config
+
+    if max_parameters is None:
+        max_parameters = getattr(model_cfg, "max_parameters", None) or DEFAULT_MAX_PARAMETERS
 
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
+    if Path(source).expanduser().is_dir():
+        recover(Path(source).expanduser())  # a writer killed between the two renames of a folder swap
     kind, folder = checkpoint_kind(source)
     want = arch_from_model_config(model_cfg) if model_cfg is not None else None
     if kind == "wan":
@@ -365,17 +401,32 @@ def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | 
         if saved is not None:
             from lbva.config.model import ModelConfig
 
-            saved_cfg = ModelConfig(**saved)
+            try:
+                saved_cfg = ModelConfig(**{**saved, "max_parameters": max_parameters})
+            except (UserError, TypeError, ValueError) as e:
+                raise CheckpointError(f"{folder / 'config.json'}: its model_config is not one this version of lbva "
+                                      f"builds ({type(e).__name__}: {e}); write the folder again") from e
         state = read_safetensors_folder(folder, dtype)
     else:  # released or LeRobot: the released architecture, shared layout, identity key map
-        arch = arch_from_released_config(_read_config(folder))
+        try:
+            arch = arch_from_released_config(_read_config(folder))
+        except CheckpointError:
+            raise
+        except (UserError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{folder / 'config.json'} describes no model lbva can build ({e})") from e
         # a LeRobot folder also holds its processors' statistics as safetensors: only model.safetensors is weights
         files = [folder / "model.safetensors"] if kind == "lerobot" else None
         state = read_safetensors_folder(folder, dtype, prefix="transformer." if kind == "lerobot" else "", files=files)
     if want is not None:
         _refuse_conflicts(want, arch, kind, folder)
-    with torch.device("meta"):
-        model = LingBotVA(arch, config=model_cfg if model_cfg is not None else saved_cfg)
+    try:
+        with torch.device("meta"):
+            model = LingBotVA(arch, config=model_cfg if model_cfg is not None else saved_cfg,
+                              max_parameters=max_parameters)
+    except CheckpointError:
+        raise
+    except (UserError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / 'config.json'} describes no model lbva can build ({e})") from e
     load_state_checked(model, state, str(folder), assign=True, dtype=dtype)
     return model.to(device)
 

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from lbva.cli_args import output_dir
+
+    output_dir(args.out, "OUT")
     import torch
 
     from lbva.config import load_config

@@ -11,7 +11,8 @@ with an identity key map.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +23,8 @@ from diffusers.models.normalization import FP32LayerNorm
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from lbva.config.model import DEFAULT_MAX_PARAMETERS
+from lbva.errors import UserError
 from lbva.models.attention import Attend, MaskSpec
 
 
@@ -201,6 +204,60 @@ class ArchConfig:
         return max(1, self.ffn_dim * self.action_width // self.dim)
 
 
+class CheckpointError(UserError, ValueError):
+    """A checkpoint folder that cannot be read or does not fit the model, with what is wrong and what to do."""
+
+
+_POSITIVE_INTS = ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels", "text_dim",
+                  "freq_dim", "action_dim", "action_width")
+
+
+def check_arch(arch: ArchConfig) -> None:
+    """Refuse an architecture that cannot be built: non-positive sizes, a non-finite or non-positive ``eps``."""
+    from lbva.config import ConfigError
+
+    for name in _POSITIVE_INTS:
+        value = getattr(arch, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"model {name}={value!r} is not allowed; it must be a whole number >= 1")
+    if arch.out_channels is not None and (not isinstance(arch.out_channels, int) or arch.out_channels < 1):
+        raise ConfigError(f"model out_channels={arch.out_channels!r} is not allowed; it must be None or a whole number >= 1")
+    if len(arch.patch_size) != 3 or not all(isinstance(p, int) and p >= 1 for p in arch.patch_size):
+        raise ConfigError(f"model patch_size={arch.patch_size!r} is not allowed; it must be three whole numbers >= 1")
+    for name, high in (("eps", 1.0), ("rope_theta", None)):
+        value = getattr(arch, name)
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 or (high and value >= high):
+            bound = f"in (0, {high})" if high else "finite and > 0"
+            raise ConfigError(f"model {name}={value!r} is not allowed; it must be {bound}")
+    if arch.layout not in ("shared", "mot"):
+        raise ConfigError(f"model layout={arch.layout!r} is unknown; choose 'shared' (released) or 'mot' (paper)")
+
+
+def count_parameters(arch: ArchConfig) -> int:
+    """The parameter count of ``LingBotVA(arch)``, computed without allocating it: one- and two-layer copies are built
+    on the meta device and the per-layer difference is scaled to ``num_layers``."""
+    def built(layers: int) -> int:
+        with torch.device("meta"):
+            return sum(p.numel() for p in LingBotVA(replace(arch, num_layers=layers)).parameters())
+
+    one = built(1)
+    return one + (arch.num_layers - 1) * (built(2) - one)
+
+
+def check_model_size(arch: ArchConfig, max_parameters: int = DEFAULT_MAX_PARAMETERS) -> int:
+    """The parameter count, or a ConfigError with the estimated size when it is above ``max_parameters``."""
+    from lbva.config import ConfigError
+
+    count = count_parameters(arch)
+    if count > max_parameters:
+        raise ConfigError(
+            f"this model would have {count:,} parameters ({count * 4 / 2**30:,.1f} GiB in float32; num_layers="
+            f"{arch.num_layers}, width {arch.dim}, ffn_dim {arch.ffn_dim}), more than model.max_parameters="
+            f"{max_parameters:,}. Check the sizes; if you mean it, raise the limit (model.max_parameters=N)"
+        )
+    return count
+
+
 def arch_from_model_config(cfg) -> ArchConfig:
     if cfg.size not in SIZES:
         raise ValueError(f"model.size={cfg.size!r} is unknown; choose one of {sorted(SIZES)}")
@@ -247,10 +304,12 @@ class LingBotVA(nn.Module):
     chunk by chunk gives the numbers of the full masked :meth:`forward`.
     """
 
-    def __init__(self, arch: ArchConfig, config=None):
+    def __init__(self, arch: ArchConfig, config=None, max_parameters: int | None = None):
         super().__init__()
-        if arch.layout not in ("shared", "mot"):
-            raise ValueError(f"layout {arch.layout!r} is unknown; choose 'shared' or 'mot'")
+        check_arch(arch)
+        if torch.get_default_device().type != "meta":  # the meta device allocates nothing: any size may be counted
+            limit = max_parameters or getattr(config, "max_parameters", None) or DEFAULT_MAX_PARAMETERS
+            check_model_size(arch, int(limit))
         self.arch = arch
         self.config = config if config is not None else arch  # has .action_dim either way
         self.attn_kernel = getattr(config, "attn_kernel", "sdpa")
@@ -475,21 +534,29 @@ class LingBotVA(nn.Module):
 
     # ---- checkpoints
     def save_pretrained(self, directory) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` to ``directory``, replacing an earlier save atomically
+        (:func:`lbva.atomic_io.atomic_folder`: a killed save leaves the previous version or the new one)."""
         from safetensors.torch import save_file
 
+        from lbva.atomic_io import atomic_folder
+
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         meta = {"lbva_arch": asdict(self.arch)}
         if self.config is not self.arch:
             meta["model_config"] = asdict(self.config)
-        (d / "config.json").write_text(json.dumps(meta, indent=2))
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(d / "model.safetensors"))
+        with atomic_folder(d, marker="config.json") as tmp:
+            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp / "model.safetensors"))
+            (tmp / "config.json").write_text(json.dumps(meta, indent=2))
         return d
 
     @classmethod
-    def from_pretrained(cls, directory, dtype=None, device="cpu") -> "LingBotVA":
+    def from_pretrained(cls, directory, dtype=None, device="cpu",
+                        max_parameters: int = DEFAULT_MAX_PARAMETERS) -> "LingBotVA":
         """A model saved by :meth:`save_pretrained` (or any checkpoint :func:`lbva.models.checkpoints.load_pretrained`
-        reads), built on the meta device and loaded in ``dtype`` onto ``device``."""
+        reads), built on the meta device and loaded in ``dtype`` onto ``device``. Anything wrong with the folder — a
+        missing or damaged file, a config this version cannot build, weights that do not fit — is a
+        :class:`CheckpointError` naming it. ``max_parameters`` is the caller's limit (a folder's own config cannot
+        raise it)."""
         from lbva.models.checkpoints import load_pretrained
 
-        return load_pretrained(directory, dtype=dtype, device=device)
+        return load_pretrained(directory, dtype=dtype, device=device, max_parameters=max_parameters)

@@ -14,13 +14,18 @@ import logging
 from typing import Any
 
 from lbva import strict_json
+from lbva.cli_args import at_least, output_file
+from lbva.errors import CLIError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_DELTA = 5.0
+DEFAULT_POLICY_TIMEOUT = 30.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from lbva.robots.loop import DEFAULT_MAX_FAILED_STEPS
+
     p = sub.add_parser(
         "rollout",
         help="run a policy on a real arm (or sim-so101), with limits, a rate limit, an emergency stop, recording",
@@ -43,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="read, think and log the commands, but never send one")
     p.add_argument("--max-delta", type=float, default=DEFAULT_MAX_DELTA,
                    help=f"largest change of any channel per step, in native units (default {DEFAULT_MAX_DELTA}; 0 disables)")
+    p.add_argument("--max-failed-steps", type=int, default=DEFAULT_MAX_FAILED_STEPS,
+                   help="failed steps in a row (the policy raised or gave a broken command; the arm holds for each) "
+                        f"before the run stops with exit code 1 (default {DEFAULT_MAX_FAILED_STEPS}; 0: stop at the first)")
+    p.add_argument("--policy-timeout", type=float, default=DEFAULT_POLICY_TIMEOUT,
+                   help=f"seconds a policy call may take before the run stops with exit code 1 (default "
+                        f"{DEFAULT_POLICY_TIMEOUT:g}; the first chunk of a large model on a CPU may need more)")
     p.add_argument("--stop-file", default=None, help="stop the arm as soon as this file exists")
     p.add_argument("--no-keys", action="store_true", help="do not watch stdin for q/space/Esc")
     p.add_argument("--record", default=None, metavar="DIR", help="record the rollout as a LeRobot dataset in DIR (new folder)")
@@ -70,8 +81,6 @@ def parse_value(text: str) -> Any:
 
 
 def parse_robot_args(items: list[str]) -> dict[str, Any]:
-    from lbva.cli import CLIError
-
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -85,7 +94,6 @@ def parse_robot_args(items: list[str]) -> dict[str, Any]:
 def build_arm(robot: str, embodiment: str | None, robot_args: dict[str, Any]) -> tuple[Any, Any]:
     """``(arm, spec)`` for a registered robot: the factory is called with the robot args (and ``embodiment``
     when it accepts it)."""
-    from lbva.cli import CLIError
     from lbva.embodiment import get_embodiment, get_robot_factory
 
     own, factory = get_robot_factory(robot)
@@ -119,20 +127,29 @@ def build_policy(args: argparse.Namespace, spec: Any) -> Any:
     if args.server:
         from lbva.robots.remote import ServerPolicy
 
-        return ServerPolicy.connect(args.server, spec)
+        return ServerPolicy.connect(args.server, spec, timeout=args.policy_timeout)
     from lbva.inference import Policy
+
+    if args.device != "cpu":
+        import torch
+
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise CLIError(f"--device {args.device}: torch sees no CUDA GPU here; use --device cpu")
 
     overrides = {"mode": args.mode} if args.mode else {}
     return Policy.from_pretrained(args.checkpoint, embodiment=spec.name, device=args.device, **overrides)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lbva.cli import CLIError
-
     if args.steps < 1:
         raise CLIError(f"--steps must be at least 1; got {args.steps}")
     if args.fps is not None and not args.fps > 0:
         raise CLIError(f"--fps must be positive; got {args.fps}")
+    at_least(args.max_failed_steps, "--max-failed-steps", 0)
+    if not args.policy_timeout > 0:
+        raise CLIError(f"--policy-timeout must be positive (seconds); got {args.policy_timeout}")
+    if args.summary:
+        output_file(args.summary, "--summary")
     max_delta = args.max_delta if args.max_delta and args.max_delta > 0 else None
     if max_delta is None:
         logger.warning("--max-delta 0: no limit on the change per step (limits still clamp every command)")
@@ -171,7 +188,8 @@ def _run(args: argparse.Namespace) -> int:
             try:
                 summary = run_rollout(arm, policy, args.prompt, args.steps, spec=spec, fps=args.fps,
                                       dry_run=args.dry_run, max_delta=max_delta, stop=stop, recorder=recorder,
-                                      progress=not args.no_progress)
+                                      progress=not args.no_progress, max_failed_steps=args.max_failed_steps,
+                                      policy_timeout=args.policy_timeout)
             except ConnectionError as e:  # LeRobot's bus/camera failures mid-run (the arm was held and disconnected)
                 raise robot_error(e) from None
     finally:
@@ -189,4 +207,4 @@ def _run(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         Path(args.summary).write_text(strict_json.dumps(summary.to_dict(), indent=2))
-    return 0 if not summary.stopped or summary.stop_reason.startswith("emergency stop") else 1
+    return 1 if summary.failed else 0

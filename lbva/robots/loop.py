@@ -6,7 +6,10 @@ An *arm* is anything with the :class:`Arm` interface — ``lbva_lerobot_arms.LeR
 robots in it. Each step, at ``fps``:
 
 1. read the observation (cameras + state, the embodiment's keys);
-2. check the emergency stop; ask the policy for one native action; check the stop again;
+2. check the emergency stop; ask the policy for one native action; check the stop again. The policy call runs on a
+   worker thread while the control thread checks the stop once per control period, so a stop (Ctrl-C, a key, a stop
+   file) is honoured within one period even when the call hangs (a policy server that never answers); a call
+   longer than ``policy_timeout`` ends the run;
 3. make the command safe — a *plausibility* check first (a value more than ``implausible_range`` full
    ranges beyond the limits means the policy is broken: hold the last safe command rather than drive to a
    limit), then :class:`lbva.eval.safety.SafetyFilter` (wrong shape or NaN/inf → hold; clamp to the
@@ -17,14 +20,20 @@ robots in it. Each step, at ``fps``:
 The safety filter starts from the arm's *measured* position, so the first command can move at most
 ``max_delta`` from where the arm is, and a broken first output holds the arm where it stands.
 
-However the loop ends — all steps done, an emergency stop (Ctrl-C, a key, a stop file), a policy that
-raised, or a robot error — the arm is left holding still: its measured position is sent once (clipped to
-the limits) and then it is disconnected. A dry run never calls ``send_action`` at all.
+A *failed step* is one where the policy raised or its output had to be replaced (wrong shape, NaN/inf,
+implausible): the last safe command is held for it. Up to ``max_failed_steps`` of them in a row are ridden out (a
+transient server error); one more stops the run as a failure (``RolloutSummary.failed``, a non-zero exit code of
+``lbva rollout``).
+
+However the loop ends — all steps done, an emergency stop (Ctrl-C, a key, a stop file), failed steps, a policy
+that does not answer, or a robot error — the arm is left holding still: its measured position is sent once (clipped
+to the limits) and then it is disconnected. A dry run never calls ``send_action`` at all.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -42,7 +51,11 @@ REASON_KINDS = {
     "implausible": "implausible",
     "clamped": "clamped",
     "rate-limited": "rate_limited",
+    "policy failed": "policy_error",
 }
+# reason kinds that make a step a failed step (the policy gave nothing usable); clamping and rate limits do not
+FAILURE_KINDS = frozenset({"wrong_shape", "non_finite", "implausible", "policy_error"})
+DEFAULT_MAX_FAILED_STEPS = 3
 
 
 @runtime_checkable
@@ -76,8 +89,10 @@ class RolloutSummary:
     reasons: Counter = field(default_factory=Counter)  # reason kind -> steps
     first_reasons: list[str] = field(default_factory=list)  # the first few messages, with their step
     robot_adjusted: int = 0  # steps where the robot reported sending something else (its own clipping)
-    stopped: bool = False  # ended early (emergency stop, policy failure, robot error)
+    stopped: bool = False  # ended early (emergency stop, failed steps, a policy that did not answer, robot error)
+    failed: bool = False  # ended early because something failed (not an emergency stop): a non-zero exit code
     stop_reason: str = ""
+    failed_steps: int = 0  # steps whose policy call raised or whose output had to be replaced
     hold_action: np.ndarray | None = None  # the measured position sent at the end (None: dry run / failed)
     recorded_frames: int = 0
     overruns: int = 0  # steps that took longer than 1 / fps
@@ -88,6 +103,8 @@ class RolloutSummary:
         mode = "dry run (nothing sent)" if self.dry_run else f"{self.sent} commands sent"
         out = [f"rollout: {self.steps}/{self.steps_planned} steps, {mode}, {self.duration_s:.1f} s"]
         out.append(f"ended: {self.stop_reason}" + (" (stopped early)" if self.stopped else ""))
+        if self.failed_steps:
+            out.append(f"failed steps: {self.failed_steps} (the last safe command was held for each)")
         if self.safety_events:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.reasons.items()))
             out.append(f"safety: {self.safety_events} steps changed ({kinds})")
@@ -109,7 +126,7 @@ class RolloutSummary:
             "prompt": self.prompt, "dry_run": self.dry_run, "steps_planned": self.steps_planned, "steps": self.steps,
             "sent": self.sent, "safety_events": self.safety_events, "reasons": dict(self.reasons),
             "first_reasons": list(self.first_reasons), "robot_adjusted": self.robot_adjusted, "stopped": self.stopped,
-            "stop_reason": self.stop_reason,
+            "failed": self.failed, "stop_reason": self.stop_reason, "failed_steps": self.failed_steps,
             "hold_action": None if self.hold_action is None else self.hold_action.tolist(),
             "recorded_frames": self.recorded_frames, "overruns": self.overruns, "duration_s": self.duration_s,
         }
@@ -157,6 +174,65 @@ class CommandGuard:
         return self.safety.filter(action)
 
 
+class PolicyCaller:
+    """Runs each policy call on a worker thread, so the control thread can keep checking the emergency stop while a
+    call takes long or never returns. Calls never overlap: the next starts only after the last finished, and a call
+    abandoned when the loop stops (a hung server) is left to end on its own (its thread is a daemon)."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._result: tuple[bool, Any] = (True, None)
+
+    def start(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._done.clear()
+
+        def work() -> None:
+            try:
+                self._result = (True, fn(*args))
+            except BaseException as e:  # handed to the control thread, which decides what it means
+                self._result = (False, e)
+            finally:
+                self._done.set()
+
+        threading.Thread(target=work, name="lbva-rollout-policy", daemon=True).start()
+
+    def wait(self, timeout: float) -> bool:
+        """True once the call has finished (waits at most ``timeout`` seconds)."""
+        return self._done.wait(timeout)
+
+    def result(self) -> Any:
+        ok, value = self._result
+        if not ok:
+            raise value
+        return value
+
+
+class _Stop(Exception):
+    """The emergency stop was requested while the control thread waited for the policy."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+class _NoAnswer(Exception):
+    """The policy did not answer within ``policy_timeout``."""
+
+
+def _call_policy(caller: PolicyCaller, fn: Callable[..., Any], args: tuple, period: float, poll: Callable,
+                 timeout: float | None) -> Any:
+    """``fn(*args)`` on the worker; the control thread checks ``poll()`` once per ``period`` meanwhile."""
+    caller.start(fn, *args)
+    waited = 0.0
+    while not caller.wait(period):
+        if (why := poll()) is not None:
+            raise _Stop(why)
+        waited += period
+        if timeout is not None and waited >= timeout:
+            raise _NoAnswer(f"the policy did not answer within {timeout:g} s")
+    return caller.result()
+
+
 def run_rollout(
     arm: Any,
     policy: Any,
@@ -168,6 +244,8 @@ def run_rollout(
     dry_run: bool = False,
     max_delta: float | np.ndarray | None = None,
     implausible_range: float | None = 1.0,
+    max_failed_steps: int = DEFAULT_MAX_FAILED_STEPS,
+    policy_timeout: float | None = None,
     stop: Any = None,
     recorder: Any = None,
     progress: bool = True,
@@ -179,10 +257,13 @@ def run_rollout(
     """Drive ``arm`` with ``policy`` for up to ``steps`` steps; see the module docstring.
 
     ``spec``: the embodiment (default ``arm.spec``); ``fps``: the control rate (default ``spec.control_hz``);
-    ``stop``: an :class:`~lbva.robots.stop.EmergencyStop` (entered by the caller) or anything with ``poll()``;
-    ``recorder``: a :class:`~lbva.robots.record.RolloutRecorder` (finalised here); ``clock``/``sleep`` pace the
-    loop (tests pass a fake clock). Connects the arm if needed and disconnects it at the end unless
-    ``disconnect=False``. Returns a :class:`RolloutSummary`; a robot error is re-raised after the arm is held.
+    ``max_failed_steps``: failed steps in a row that are held before the run stops as a failure;
+    ``policy_timeout``: seconds a policy call may take before the run stops as a failure (None: no limit; the
+    emergency stop still works during the call); ``stop``: an :class:`~lbva.robots.stop.EmergencyStop` (entered by
+    the caller) or anything with ``poll()``; ``recorder``: a :class:`~lbva.robots.record.RolloutRecorder` (finalised
+    here); ``clock``/``sleep`` pace the loop (tests pass a fake clock). Connects the arm if needed and disconnects it
+    at the end unless ``disconnect=False``. Returns a :class:`RolloutSummary`; a robot error is re-raised after the
+    arm is held.
     """
     from tqdm.auto import tqdm
 
@@ -195,15 +276,25 @@ def run_rollout(
     fps = float(fps if fps is not None else spec.control_hz)
     if not fps > 0:
         raise ValueError(f"fps must be positive; got {fps}")
+    if max_failed_steps < 0:
+        raise ValueError(f"max_failed_steps must be >= 0; got {max_failed_steps}")
+    if policy_timeout is not None and not policy_timeout > 0:
+        raise ValueError(f"policy_timeout must be positive or None; got {policy_timeout}")
     period = 1.0 / fps
     safety = SafetyFilter(spec, max_delta=max_delta)
     guard = CommandGuard(safety, implausible_range)
     summary = RolloutSummary(prompt=prompt, dry_run=dry_run, steps_planned=int(steps))
     report_executed = getattr(policy, "report_executed", None)
     poll = getattr(stop, "poll", None) or (lambda: None)
+    caller = PolicyCaller()
     t_start = clock()
     bar = None
     error: BaseException | None = None
+    in_a_row = 0  # consecutive failed steps
+
+    def ask(fn: Callable[..., Any], *args: Any) -> Any:
+        return _call_policy(caller, fn, args, period, poll, policy_timeout)
+
     try:
         if not arm.is_connected:
             arm.connect()
@@ -213,7 +304,7 @@ def run_rollout(
         if start is None:
             logger.warning("cannot read the arm's position as an action: a broken first command holds the neutral one")
         safety.reset(start)
-        policy.reset(prompt)
+        ask(policy.reset, prompt)
         bar = tqdm(total=steps, desc="rollout" + (" (dry run)" if dry_run else ""), unit="step", disable=not progress)
         next_t = clock()
         for step in range(steps):
@@ -222,16 +313,34 @@ def run_rollout(
             if (why := poll()) is not None:
                 summary.stopped, summary.stop_reason = True, f"emergency stop: {why}"
                 break
+            raised: Exception | None = None
             try:
-                raw = policy.select_action(obs)
+                raw = ask(policy.select_action, obs)
+            except (_Stop, _NoAnswer):
+                raise
             except Exception as e:
-                logger.exception("the policy failed at step %d", step)
-                summary.stopped, summary.stop_reason = True, f"the policy failed at step {step}: {type(e).__name__}: {e}"
-                break
+                logger.warning("step %d: the policy failed: %s: %s", step, type(e).__name__, e)
+                raised = e
             if (why := poll()) is not None:  # pressed while the policy was thinking: this command is not sent
                 summary.stopped, summary.stop_reason = True, f"emergency stop: {why}"
                 break
-            command, reasons = guard(raw)
+            if raised is None:
+                command, reasons = guard(raw)
+            else:
+                command, _ = safety.filter(safety.fallback())
+                reasons = [f"policy failed: {type(raised).__name__}: {raised}: holding the {safety._fallback_name()} "
+                           "command"]
+            failure = next((r for r in reasons if reason_kind(r) in FAILURE_KINDS), None)
+            if failure is not None:
+                in_a_row += 1
+                summary.failed_steps += 1
+                if in_a_row > max_failed_steps:
+                    summary.stopped = summary.failed = True
+                    summary.stop_reason = (f"{in_a_row} failed step{'s' if in_a_row > 1 else ''} in a row "
+                                           f"(max_failed_steps={max_failed_steps}); the last at step {step}: {failure}")
+                    break
+            else:
+                in_a_row = 0
             if reasons:
                 summary.safety_events += 1
                 for r in reasons:
@@ -248,7 +357,7 @@ def run_rollout(
                 if sent.shape == command.shape and not np.allclose(sent, command, rtol=0, atol=1e-4):
                     summary.robot_adjusted += 1
                     logger.info("step %d: the robot sent %s instead of %s", step, sent.tolist(), command.tolist())
-            if callable(report_executed):
+            if callable(report_executed) and raised is None:  # a step the policy failed is not its action
                 report_executed(sent)
             if recorder is not None:
                 recorder.add(obs, sent, prompt)
@@ -266,11 +375,17 @@ def run_rollout(
                 next_t = clock()  # do not try to catch up with a burst of commands
         else:
             summary.stop_reason = f"completed {steps} steps"
+    except _Stop as e:
+        summary.stopped, summary.stop_reason = True, f"emergency stop: {e.why}"
+    except _NoAnswer as e:
+        summary.stopped = summary.failed = True
+        summary.stop_reason = f"{e}; raise policy_timeout (--policy-timeout) if it needs longer"
     except KeyboardInterrupt:
         summary.stopped, summary.stop_reason = True, "emergency stop: interrupted (KeyboardInterrupt, e.g. a second Ctrl-C)"
     except BaseException as e:
         error = e
-        summary.stopped, summary.stop_reason = True, f"error: {type(e).__name__}: {e}"
+        summary.stopped = summary.failed = True
+        summary.stop_reason = f"error: {type(e).__name__}: {e}"
     finally:
         if bar is not None:
             bar.close()

@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from lbva.errors import UserError
+
 logger = logging.getLogger(__name__)
+
+
+class ServerPolicyError(UserError, ValueError):
+    """A policy server that cannot drive this robot (another embodiment), or cannot be reached."""
 
 
 class ServerPolicy:
@@ -33,7 +39,7 @@ class ServerPolicy:
         self.lbva_server = meta.get("protocol") == "lbva-ws"
         served = meta.get("embodiment")
         if self.lbva_server and served not in (None, spec.name):
-            raise ValueError(
+            raise ServerPolicyError(
                 f"the server at {getattr(client, 'uri', '?')} serves embodiment {served!r}, but this rollout drives "
                 f"{spec.name!r}; start the server with --embodiment {spec.name} or pass --embodiment {served}"
             )
@@ -47,10 +53,22 @@ class ServerPolicy:
 
     @classmethod
     def connect(cls, url: str, spec: Any, timeout: float | None = 60.0) -> ServerPolicy:
-        """Connect to ``ws://host:port`` (a bare ``host:port`` works too)."""
+        """Connect to ``ws://host:port`` (a bare ``host:port`` works too); ``timeout``: seconds to wait for a reply.
+        A server that cannot be reached is a :class:`ServerPolicyError` saying so."""
+        from websockets.exceptions import InvalidURI, WebSocketException
+
         from lbva.serving.client import LbvaClient
 
-        return cls(LbvaClient(url, port=None, timeout=timeout), spec)
+        try:
+            client = LbvaClient(url, port=None, timeout=timeout)
+        except (InvalidURI, ValueError) as e:
+            raise ServerPolicyError(f"--server {url!r} is not a websocket address ({e}); use ws://HOST:PORT") from None
+        except (OSError, TimeoutError, WebSocketException) as e:
+            raise ServerPolicyError(
+                f"cannot reach the policy server at {url} ({type(e).__name__}: {e}); start `lbva serve` there, or "
+                "check the host, the port and the firewall"
+            ) from None
+        return cls(client, spec)
 
     def _reset_queue(self) -> None:
         self._queue: list[np.ndarray] = []
@@ -95,10 +113,11 @@ class ServerPolicy:
         return action
 
     def _send_feedback(self) -> None:
-        if self.feedback and self._executed and self._keyframes:
-            frames = {k: np.stack([f[k] for f in self._keyframes]) for k in self.keys}  # (k, h, w, 3) / (k, S)
-            self.client.feedback(np.stack(self._executed).astype(np.float32), frames)  # (T, A)
-        self._executed, self._keyframes = [], []
+        executed, keyframes = self._executed, self._keyframes
+        self._executed, self._keyframes = [], []  # a refused feedback is dropped, not sent again with the next chunk
+        if self.feedback and executed and keyframes:
+            frames = {k: np.stack([f[k] for f in keyframes]) for k in self.keys}  # (k, h, w, 3) / (k, S)
+            self.client.feedback(np.stack(executed).astype(np.float32), frames)  # (T, A)
 
     def report_executed(self, action: Any) -> None:
         """The action the robot really received for the last ``select_action`` (after the safety filter)."""

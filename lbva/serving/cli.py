@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     from lbva.serving.protocol import DEFAULT_MAX_SIZE
+    from lbva.serving.schema import MAX_TEXT_CHARS
+    from lbva.serving.server import DEFAULT_MAX_SESSIONS
 
     p = sub.add_parser(
         "serve",
@@ -37,7 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE, help=f"largest request in bytes (default {DEFAULT_MAX_SIZE})")
-    p.add_argument("--max-sessions", type=int, default=None, help="refuse connections beyond this many (default: no limit)")
+    p.add_argument("--max-queued-bytes", type=int, default=None,
+                   help="messages one connection may have waiting while its request is computed, in bytes; then the "
+                        "server stops reading from it (default 4 x --max-size; at least 2 x --max-size)")
+    p.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
+                   help=f"refuse connections beyond this many open sessions (default {DEFAULT_MAX_SESSIONS})")
+    p.add_argument("--max-prompt-chars", type=int, default=MAX_TEXT_CHARS,
+                   help=f"longest prompt accepted, in characters (default {MAX_TEXT_CHARS})")
     p.add_argument("--workers", type=int, default=1, help="threads running policy calls, shared by sessions (default 1)")
     p.add_argument("--default-prompt", default=None, help="prompt for clients that never send one (openpi clients)")
     p.add_argument("--openpi-history", action="store_true",
@@ -49,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cli_error(message: str) -> Exception:
-    from lbva.cli import CLIError
+    from lbva.errors import CLIError
 
     return CLIError(message)
 
@@ -124,6 +132,11 @@ def build_server(args: argparse.Namespace) -> Any:
         raise _cli_error(f"--max-size must be at least 1024 bytes, got {args.max_size}")
     if args.max_sessions is not None and args.max_sessions < 1:
         raise _cli_error(f"--max-sessions must be >= 1, got {args.max_sessions}")
+    if args.max_queued_bytes is not None and args.max_queued_bytes < 2 * args.max_size:
+        raise _cli_error(f"--max-queued-bytes {args.max_queued_bytes} must be at least 2 x --max-size = "
+                         f"{2 * args.max_size} (one message at the hard limit)")
+    if args.max_prompt_chars < 1:
+        raise _cli_error(f"--max-prompt-chars must be >= 1, got {args.max_prompt_chars}")
     if args.workers < 1:
         raise _cli_error(f"--workers must be >= 1, got {args.workers}")
     spec = load_embodiment(args.embodiment)
@@ -143,7 +156,9 @@ def build_server(args: argparse.Namespace) -> Any:
         host=args.host,
         port=args.port,
         max_size=args.max_size,
+        max_queued_bytes=args.max_queued_bytes,
         max_sessions=args.max_sessions,
+        max_prompt_chars=args.max_prompt_chars,
         workers=args.workers,
         default_prompt=args.default_prompt,
         openpi_history=bool(getattr(args, "openpi_history", False)),

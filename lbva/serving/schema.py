@@ -31,7 +31,7 @@ from lbva.serving.images import resize_with_pad
 from lbva.serving.protocol import RequestError
 
 TEXT_KEYS = ("prompt", "task")
-_MAX_TEXT = 4096  # characters in a prompt
+MAX_TEXT_CHARS = 4096  # characters in a prompt, by default (a server may raise it: ``max_text_chars``)
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,12 @@ class ArraySpec:
         return value
 
 
-def _check_text(value: Any, name: str) -> str:
+def check_text(value: Any, name: str, max_chars: int = MAX_TEXT_CHARS) -> str:
     if not isinstance(value, str):
         raise RequestError(name, f"expected a string, got {type(value).__name__}")
-    if len(value) > _MAX_TEXT:
-        raise RequestError(name, f"is {len(value)} characters long; at most {_MAX_TEXT} are accepted")
+    if len(value) > max_chars:
+        raise RequestError(name, f"is {len(value)} characters long; at most {max_chars} are accepted (a server started "
+                                 "with a larger --max-prompt-chars takes more)")
     return value
 
 
@@ -87,6 +88,7 @@ class ObservationSchema:
     camera_aliases: Mapping[str, str] = field(default_factory=dict)  # another convention's key -> camera key
     state_aliases: tuple[Any, ...] = ()  # the spec's StateAlias declarations
     state_names: tuple[str, ...] = ()
+    max_text_chars: int = MAX_TEXT_CHARS
 
     @property
     def action_dim(self) -> int:
@@ -167,7 +169,7 @@ class ObservationSchema:
             if not isinstance(key, str) or key not in allowed:
                 raise self._unexpected(key, "observation", allowed)
             if key in self.text_keys:
-                out[key] = _check_text(value, key)
+                out[key] = check_text(value, key, self.max_text_chars)
                 continue
             if key in alias_parts:
                 size = dict(alias_parts[key].parts)[key]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import http
 import itertools
 import logging
@@ -42,11 +43,23 @@ import numpy as np
 import websockets
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
 
+from lbva.errors import UserError
 from lbva.serving import protocol as P
 from lbva.serving.msgpack_numpy import MsgpackNumpyError, packb, unpackb
-from lbva.serving.schema import ObservationSchema
+from lbva.serving.schema import MAX_TEXT_CHARS, ObservationSchema, check_text
 
 logger = logging.getLogger(__name__)
+
+# Limits a server starts with unless told otherwise (``lbva serve --max-sessions``, ``--max-queued-bytes``,
+# ``--max-prompt-chars``): each open session holds a policy (its KV cache) and up to max_queued_bytes of waiting
+# messages, so an unbounded count of either is unbounded memory.
+DEFAULT_MAX_SESSIONS = 16
+# Executed actions fed back may lie outside the embodiment's action limits by at most this many full ranges
+# (high - low): real robots report poses a little beyond a spec's nominal limits (RoboTwin joints at ±π against
+# ±1.5), but 1e30 is not what a robot executed and would poison the session's KV cache. Without limits on the spec,
+# their magnitude is capped at MAX_ABS_FEEDBACK.
+FEEDBACK_RANGES = 10.0
+MAX_ABS_FEEDBACK = 1e6
 
 
 class PolicyLike(Protocol):
@@ -81,8 +94,13 @@ class PolicyServer:
         host, port: where to listen; port 0 picks a free port (read :attr:`port` after start).
         max_size: largest accepted request in bytes. Larger ones (up to twice this) get a ``too_large`` error
             reply; beyond that the websocket layer closes the connection (code 1009).
+        max_queued_bytes: messages a connection may have waiting (received, not yet handled) while its previous
+            request is being computed; then the server stops reading from it and TCP holds the client back.
+            Counted in messages of the hard limit (2 × max_size), at least one; default 4 × max_size. A connection
+            holds about this plus two messages (one being read, one being handled).
         max_sessions: refuse further connections (``server_busy`` text frame, close code 1013) when this many
-            are open. ``None``: no limit.
+            are open (default 16). ``None``: no limit.
+        max_prompt_chars: longest prompt accepted in a reset or an observation (default 4096 characters).
         workers: threads running policy calls, shared by all sessions.
         default_prompt: the prompt used when a session's first observation carries none (openpi clients
             that never send one); ``None``: such a request gets an error asking for a prompt.
@@ -100,7 +118,9 @@ class PolicyServer:
         host: str = "127.0.0.1",
         port: int = 8000,
         max_size: int = P.DEFAULT_MAX_SIZE,
-        max_sessions: int | None = None,
+        max_queued_bytes: int | None = None,
+        max_sessions: int | None = DEFAULT_MAX_SESSIONS,
+        max_prompt_chars: int = MAX_TEXT_CHARS,
         workers: int = 1,
         default_prompt: str | None = None,
         openpi_history: bool = False,
@@ -112,15 +132,25 @@ class PolicyServer:
             schema = ObservationSchema.from_embodiment(spec)
         if not isinstance(max_size, int) or max_size < 1024:
             raise ValueError(f"max_size must be an int of at least 1024 bytes, got {max_size!r}")
+        if max_queued_bytes is None:
+            max_queued_bytes = 4 * max_size
+        if not isinstance(max_queued_bytes, int) or max_queued_bytes < 2 * max_size:
+            raise ValueError(f"max_queued_bytes must be at least 2 * max_size = {2 * max_size} bytes (one message at the "
+                             f"hard limit), got {max_queued_bytes!r}")
         if max_sessions is not None and max_sessions < 1:
             raise ValueError(f"max_sessions must be >= 1 or None, got {max_sessions!r}")
+        if not isinstance(max_prompt_chars, int) or max_prompt_chars < 1:
+            raise ValueError(f"max_prompt_chars must be >= 1, got {max_prompt_chars!r}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers!r}")
         self.policy_factory = policy_factory
-        self.schema = schema
+        self.schema = dataclasses.replace(schema, max_text_chars=max_prompt_chars)
         self.host = host
         self.max_size = max_size
+        self.max_queued_bytes = max_queued_bytes
         self.max_sessions = max_sessions
+        self.max_prompt_chars = max_prompt_chars
+        self._feedback_bounds = _feedback_bounds(spec, self.schema.action_dim)
         self.workers = workers
         self.default_prompt = default_prompt
         self.openpi_history = bool(openpi_history)
@@ -166,6 +196,8 @@ class PolicyServer:
                 self._requested_port,
                 compression=None,
                 max_size=2 * self.max_size,
+                # frames waiting per connection: reading pauses above this, so TCP holds the client back
+                max_queue=max(1, self.max_queued_bytes // (2 * self.max_size)) - 1,
                 process_request=_health_check,
             ) as server:
                 self._port = int(next(iter(server.sockets)).getsockname()[1])
@@ -247,7 +279,9 @@ class PolicyServer:
             session=session.id,
             observation_aliases=self.schema.describe_aliases(),
             episodes=self.episode_rule(),
-            extra=self.extra_metadata,
+            extra={"limits": {"max_size": self.max_size, "max_queued_bytes": self.max_queued_bytes,
+                              "max_sessions": self.max_sessions, "max_prompt_chars": self.max_prompt_chars},
+                   **self.extra_metadata},
         )
 
     def _open(self, remote: str) -> Session | None:
@@ -330,6 +364,9 @@ class PolicyServer:
                 obj = unpackb(message)
             except MsgpackNumpyError as e:
                 raise P.RequestError(None, str(e), kind=P.DECODE_ERROR) from None
+            if isinstance(obj, Mapping) and P.KIND_KEY in obj and not isinstance(obj[P.KIND_KEY], str):
+                raise P.RequestError(P.KIND_KEY, f"must be one of the strings {list(P.KINDS)}, got "
+                                                 f"{type(obj[P.KIND_KEY]).__name__}")
             request = P.parse_request(obj)
             session.lbva = session.lbva or request.lbva
             if request.kind == "infer":
@@ -340,6 +377,9 @@ class PolicyServer:
         except P.RequestError as e:
             logger.info("session %d: rejected request: %s", session.id, e)
             return P.error_frame(e.kind, str(e), e.field), False
+        except UserError as e:  # the policy refused its input (lbva.inference's PolicyError): the client's mistake
+            logger.info("session %d: the policy refused the request: %s", session.id, e)
+            return P.error_frame(P.BAD_REQUEST, f"the policy refused the request: {e}"), False
         except Exception as e:
             logger.exception("session %d: the policy failed", session.id)
             return P.error_frame(P.INTERNAL_ERROR, f"the policy failed: {type(e).__name__}: {e}"), False
@@ -393,10 +433,10 @@ class PolicyServer:
                 raise P.RequestError(key, f"unexpected key in a reset message; allowed: {list(allowed)}")
         if "prompt" not in payload:
             raise P.RequestError("prompt", "a reset message needs a 'prompt' string (the task instruction)")
-        prompt = payload["prompt"]
-        if not isinstance(prompt, str):
-            raise P.RequestError("prompt", f"expected a string, got {type(prompt).__name__}")
+        prompt = check_text(payload["prompt"], "prompt", self.max_prompt_chars)
         embodiment = payload.get("embodiment", self.schema.embodiment)
+        if not isinstance(embodiment, str):
+            raise P.RequestError("embodiment", f"expected the embodiment's name as a string, got {type(embodiment).__name__}")
         if embodiment != self.schema.embodiment:
             raise P.RequestError(
                 "embodiment",
@@ -409,10 +449,37 @@ class PolicyServer:
 
     async def _feedback(self, session: Session, payload: dict[str, Any]) -> bytes:
         frames, actions = self.schema.check_feedback(payload)
+        self._check_plausible(actions)
         if session.prompt is None:
             raise P.RequestError(None, "feedback before the session has a prompt: send a reset (or an infer with a prompt) first")
         await self._run(session.policy.observe, frames, actions)
         return packb({P.KIND_KEY: "feedback", "ok": True, "executed": int(actions.shape[0])})
+
+
+    def _check_plausible(self, actions: np.ndarray) -> None:
+        """Executed actions (T, A) far outside what the robot can do are refused: fed to the policy, they turn every
+        later chunk of the session into NaN."""
+        low, high = self._feedback_bounds
+        outside = (actions < low) | (actions > high)  # (T, A)
+        if outside.any():
+            t, j = (int(i) for i in np.argwhere(outside)[0])
+            raise P.RequestError(
+                "executed_actions",
+                f"executed_actions[{t}, {j}] = {float(actions[t, j]):g} is outside the plausible range "
+                f"[{float(low[j]):g}, {float(high[j]):g}] for {self.schema.embodiment!r} (its action limits widened by "
+                f"{FEEDBACK_RANGES:g} ranges); send the actions the robot executed, in native units",
+            )
+
+
+def _feedback_bounds(spec: Any, action_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) per action channel for fed-back executed actions: the spec's limits widened by FEEDBACK_RANGES
+    full ranges, or ±MAX_ABS_FEEDBACK when the spec declares no limits."""
+    low, high = getattr(spec, "action_low", None), getattr(spec, "action_high", None)
+    if low is None or high is None:
+        return np.full(action_dim, -MAX_ABS_FEEDBACK), np.full(action_dim, MAX_ABS_FEEDBACK)
+    low, high = np.asarray(low, np.float64).reshape(-1), np.asarray(high, np.float64).reshape(-1)
+    span = high - low
+    return low - FEEDBACK_RANGES * span, high + FEEDBACK_RANGES * span
 
 
 def _health_check(connection: ServerConnection, request: Request) -> Response | None:

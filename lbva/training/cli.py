@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     import logging
 
-    from lbva.cli import CLIError
+    from lbva.cli_args import output_dir
     from lbva.config import load_config
+    from lbva.errors import CLIError
 
     overrides = list(args.overrides)
     bad = [o for o in overrides if "=" not in o]
@@ -29,6 +30,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         overrides.append(f"trainer.resume={args.resume}")
     cfg = load_config(args.recipe, overrides)
+    output_dir(cfg.trainer.output_dir, "trainer.output_dir")
     log = logging.getLogger("lbva.train")
     from lbva.training.fit import policy_dir
     from lbva.training.system import ResumeMismatchError

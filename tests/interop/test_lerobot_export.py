@@ -117,10 +117,17 @@ def test_export_replaces_an_existing_folder_atomically(lbva_policy, tmp_path):
     base, _, _ = lbva_policy
     out = tmp_path / "lr"
     out.mkdir()
+    (out / "config.json").write_text("{}")  # an earlier export: replaced whole
     (out / "stale.txt").write_text("old")
     export_lerobot(base / "policy", out, progress=False)
     assert not (out / "stale.txt").exists() and (out / "model.safetensors").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lr"]
+    other = tmp_path / "notes"  # a folder that is not an export is never replaced
+    other.mkdir()
+    (other / "stale.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not an earlier version"):
+        export_lerobot(base / "policy", other, progress=False)
+    assert (other / "stale.txt").read_text() == "mine"
 
 
 def test_settings_lerobot_cannot_express_need_approximate(tmp_path):
