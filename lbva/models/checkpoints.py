@@ -311,8 +311,12 @@ def checkpoint_kind(path: str | Path) -> tuple[str, Path]:
     Wan2.2 folder (the pipeline root or ``transformer/``)."""
     p = Path(path).expanduser()
     if not p.is_dir():
-        raise CheckpointError(f"{p} is not a folder; give a checkpoint folder ({', '.join(KINDS.values())})")
+        what = "is a file, not a folder" if p.exists() else "does not exist (no folder, no config.json)"
+        raise CheckpointError(f"{p} {what}; give a checkpoint folder ({'; '.join(KINDS.values())})")
     if (p / POLICY_MARKER).is_file():
+        if not (p / "transformer" / "config.json").is_file():
+            raise CheckpointError(f"{p} is a policy folder with no config.json in transformer/; the folder is "
+                                  "incomplete: export or train it again")
         return checkpoint_kind(p / "transformer")
     if (p / "config.json").is_file():
         cfg = _read_config(p)
@@ -383,8 +387,7 @@ def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | 
 
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    if Path(source).expanduser().is_dir():
-        recover(Path(source).expanduser())  # a writer killed between the two renames of a folder swap
+    recover(Path(source).expanduser())  # a writer killed between the two renames of a folder swap
     kind, folder = checkpoint_kind(source)
     want = arch_from_model_config(model_cfg) if model_cfg is not None else None
     if kind == "wan":
@@ -406,6 +409,7 @@ def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | 
             except (UserError, TypeError, ValueError) as e:
                 raise CheckpointError(f"{folder / 'config.json'}: its model_config is not one this version of lbva "
                                       f"builds ({type(e).__name__}: {e}); write the folder again") from e
+        _check_buildable(arch, folder, max_parameters)
         state = read_safetensors_folder(folder, dtype)
     else:  # released or LeRobot: the released architecture, shared layout, identity key map
         try:
@@ -414,6 +418,7 @@ def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | 
             raise
         except (UserError, TypeError, ValueError) as e:
             raise CheckpointError(f"{folder / 'config.json'} describes no model lbva can build ({e})") from e
+        _check_buildable(arch, folder, max_parameters)
         # a LeRobot folder also holds its processors' statistics as safetensors: only model.safetensors is weights
         files = [folder / "model.safetensors"] if kind == "lerobot" else None
         state = read_safetensors_folder(folder, dtype, prefix="transformer." if kind == "lerobot" else "", files=files)
@@ -429,6 +434,18 @@ def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | 
         raise CheckpointError(f"{folder / 'config.json'} describes no model lbva can build ({e})") from e
     load_state_checked(model, state, str(folder), assign=True, dtype=dtype)
     return model.to(device)
+
+
+def _check_buildable(arch: ArchConfig, folder: Path, max_parameters: int) -> None:
+    """Refuse, before any weight is read, an architecture lbva cannot build or one above ``max_parameters`` (the
+    meta device would count a million layers happily, and slowly)."""
+    from lbva.models.lingbot_va import check_arch, check_model_size
+
+    try:
+        check_arch(arch)
+        check_model_size(arch, int(max_parameters))
+    except (UserError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / 'config.json'}: {e}") from e
 
 
 def _refuse_conflicts(want: ArchConfig, have: ArchConfig, kind: str, folder: Path) -> None:

@@ -130,8 +130,8 @@ def test_a_contradiction_with_the_checkpoint_is_refused_naming_both_values(tmp_p
 @pytest.mark.parametrize("make, msg", [
     (lambda p: p.mkdir(), "no config.json and no transformer/"),
     (lambda p: (p.mkdir(), (p / "config.json").write_text('{"hidden": 1}')), "describes none of"),
-    (lambda p: (p.mkdir(), (p / "config.json").write_text("{not json")), "not readable JSON"),
-    (lambda p: None, "is not a folder"),
+    (lambda p: (p.mkdir(), (p / "config.json").write_text("{not json")), "cannot be read as JSON"),
+    (lambda p: None, "does not exist"),
 ])
 def test_what_is_not_a_checkpoint_gets_a_clear_error(tmp_path, make, msg):
     make(tmp_path / "x")
