@@ -7,17 +7,23 @@ import pytest
 from plugin_helpers import make_config
 
 
-def test_lerobot_discovers_both_plugins():
+def test_lerobot_discovers_the_plugins():
     """LeRobot imports installed distributions by name prefix; the policy class and processors resolve by convention."""
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.envs.configs import EnvConfig
     from lerobot.policies.factory import _make_processors_from_policy_config, get_policy_class
     from lerobot.utils.import_utils import register_third_party_plugins
 
+    from lbva_lerobot_arms.sim import SimSO101Config
+    from lerobot.robots.config import RobotConfig
+    from lerobot.robots.utils import make_robot_from_config
+
     from lerobot_env_lbva_metaworld import LbvaMetaWorldEnvConfig
     from lerobot_policy_lbva import LBVAConfig, LBVAPolicy, make_lbva_pre_post_processors
 
     register_third_party_plugins()
+    assert RobotConfig.get_choice_class("lbva_sim_so101") is SimSO101Config
+    assert type(make_robot_from_config(SimSO101Config(render=False))).__name__ == "SimSO101"
     assert PreTrainedConfig.get_choice_class("lbva") is LBVAConfig
     assert EnvConfig.get_choice_class("lbva_metaworld") is LbvaMetaWorldEnvConfig
     assert get_policy_class("lbva") is LBVAPolicy

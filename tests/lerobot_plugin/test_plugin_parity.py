@@ -29,6 +29,14 @@ def frame_streams(rows: int, steps: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(steps, rows, 64, 64, 3), dtype=np.uint8)
 
 
+def lbva_chunk(folder) -> int:
+    """Actions in a full chunk (K·N) of the saved policy."""
+    import json
+
+    cfg = json.loads((folder / "config.json").read_text())
+    return cfg["chunk_frames"] * cfg["actions_per_frame"]
+
+
 def load_plugin(folder, **inference):
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import make_pre_post_processors
@@ -103,13 +111,6 @@ def test_batch_rows_are_independent_sessions(saved_folder):
             np.testing.assert_allclose(ours[row], s.select_action({CAM: frames[t][row]}), rtol=1e-5, atol=1e-5)
 
 
-def lbva_chunk(folder) -> int:
-    import json
-
-    cfg = json.loads((folder / "config.json").read_text())
-    return cfg["chunk_frames"] * cfg["actions_per_frame"]
-
-
 def test_predict_action_chunk_equals_lbva_policy(saved_folder):
     """The first chunk of an episode, then the next one from an observation taken as the real last frame."""
     from lbva.inference import Policy
@@ -161,3 +162,10 @@ def test_loading_is_strict(saved_folder, tmp_path):
     save_file(state, str(broken / "model.safetensors"))
     with pytest.raises(RuntimeError, match="Missing key"):
         LBVAPolicy.from_pretrained(broken)
+
+
+def test_an_empty_task_is_refused_with_the_fix(saved_folder):
+    plugin, pre, _ = load_plugin(saved_folder)
+    plugin.reset()
+    with pytest.raises(ValueError, match=r"conditions on the task text.*--task="):
+        plugin.select_action(pre(lerobot_batch(frame_streams(1, 1)[0], task="")))

@@ -62,7 +62,7 @@ class LBVAPolicy(PreTrainedPolicy):
         if _text_kind(data) == "embedded":
             self.text_net = EmbeddedTextEncoder(data.embedded_text_dim, data.embedded_text_max_length,
                                                 data.embedded_text_seed).net.requires_grad_(False)
-        self._match_model_widths()
+        self._match_encoders()
         self.model = build_model(config.model)
         self.objective = FlowMatchingObjective(config.objective)
         # The native action values LeRobot's normaliser maps to -1 and +1 (D,), for lbva's slot statistics.
@@ -125,13 +125,21 @@ class LBVAPolicy(PreTrainedPolicy):
         return train_embedded_vae(np.stack(frames), steps=data.embedded_vae_steps, batch_size=data.embedded_vae_batch,
                                   seed=self.config.inference.seed, config=arch, progress=False)
 
-    def _match_model_widths(self) -> None:
-        """The model's input widths follow the encoders (an explicit different value is an error)."""
+    def _match_encoders(self) -> None:
+        """The model's input widths follow the encoders (an explicit different value is an error), and the video
+        encoder's temporal stride is the one the delta indices assumed."""
         cfg, data = self.config, self.config.data
         if data.encoder == "embedded":
             channels = self.video_vae.config.latent_channels
         else:
-            channels = int(self._video_encoder().latent_channels)
+            encoder = self._video_encoder()
+            channels = int(encoder.latent_channels)
+            if int(encoder.temporal_stride) != cfg.temporal_stride:
+                raise ValueError(
+                    f"the video encoder at data.vae_path={data.vae_path!r} has temporal stride {encoder.temporal_stride}; "
+                    f"the lbva LeRobot policy takes data.encoder={data.encoder!r} to have {cfg.temporal_stride} (the "
+                    "Wan2.2 VAE's): point --policy.data.vae_path at a Wan2.2 VAE folder"
+                )
         text_dim = data.embedded_text_dim if _text_kind(data) == "embedded" else int(self._text_encoder().dim)
         for name, value in (("in_channels", channels), ("text_dim", text_dim)):
             mine = getattr(cfg.model, name)
@@ -262,7 +270,7 @@ class LBVAPolicy(PreTrainedPolicy):
     # ------------------------------------------------------------------------------------------------ inference
     def reset(self) -> None:
         """A new episode for every session; the prompt comes from the next batch's ``task``."""
-        for session in getattr(self, "_sessions", []):
+        for session in self._sessions:
             session.reset(None)
 
     def _session_list(self, batch_size: int) -> list:
@@ -284,6 +292,11 @@ class LBVAPolicy(PreTrainedPolicy):
         B = next(iter(views.values())).shape[0]
         tasks = batch.get("task")
         tasks = [tasks] * B if isinstance(tasks, str) or tasks is None else list(tasks)
+        if not all(tasks):
+            raise ValueError(
+                f"the lbva policy conditions on the task text, and the batch's 'task' is {batch.get('task')!r}: give "
+                "lerobot-rollout --task=..., or use an env whose task_description names the task"
+            )
         return [{**{k: v[b] for k, v in views.items()}, "task": tasks[b]} for b in range(B)]
 
     def select_action(self, batch: dict[str, Any], **kwargs) -> Tensor:
