@@ -169,3 +169,33 @@ def test_an_empty_task_is_refused_with_the_fix(saved_folder):
     plugin.reset()
     with pytest.raises(ValueError, match=r"conditions on the task text.*--task="):
         plugin.select_action(pre(lerobot_batch(frame_streams(1, 1)[0], task="")))
+
+
+def test_shared_layout_saved_lerobot_only_then_exported(dataset_meta, tmp_path):
+    """The released (``shared``) layout round-trips through LeRobot's folder; with ``export_lbva=false`` the folder is
+    LeRobot's only, and ``export_lbva_policy`` writes the lbva folder afterwards, which predicts the same chunk."""
+    from lbva.inference import Policy
+    from lerobot.configs.policies import PreTrainedConfig
+
+    from lerobot_policy_lbva import LBVAPolicy, export_lbva_policy
+    from plugin_helpers import build_policy
+
+    torch.manual_seed(1)
+    policy, pre, post = build_policy(dataset_meta, **{"model.layout": "shared", "export_lbva": False})
+    folder = tmp_path / "shared"
+    for part in (policy, pre, post):
+        part.save_pretrained(folder)
+    assert not (folder / "lbva_policy.json").exists()
+    loaded = LBVAPolicy.from_pretrained(folder)
+    assert loaded.config.model.layout == "shared" and PreTrainedConfig.from_pretrained(folder).model.layout == "shared"
+    for (name, a), (_, b) in zip(policy.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    out = export_lbva_policy(folder, tmp_path / "lbva")
+    lbva = Policy.from_pretrained(out)
+    assert lbva.model.arch.layout == "shared"
+    plugin, pre, post = load_plugin(folder)
+    frame = frame_streams(1, 1, seed=4)[0]
+    plugin.reset()
+    lbva.reset(TASK)
+    ours = post(plugin.predict_action_chunk(pre(lerobot_batch(frame))))
+    np.testing.assert_allclose(ours[0].numpy(), lbva.predict_action_chunk({CAM: frame[0]}), rtol=1e-5, atol=1e-5)
