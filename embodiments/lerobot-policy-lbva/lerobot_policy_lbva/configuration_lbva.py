@@ -21,7 +21,6 @@ frame, s the video encoder's temporal stride) and the (F − 1)·N actions from 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from lbva.config.base import choice
@@ -35,8 +34,6 @@ from lerobot.configs.types import FeatureType, NormalizationMode
 from lerobot.optim.optimizers import AdamWConfig
 from lerobot.optim.schedulers import CosineDecayWithWarmupSchedulerConfig
 from lerobot.utils.constants import ACTION
-
-logger = logging.getLogger(__name__)
 
 POLICY_TYPE = "lbva"
 # Temporal stride of the Wan2.2 VAE (video frames per latent frame after the first); the embedded VAE encodes
