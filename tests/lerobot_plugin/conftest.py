@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from plugin_helpers import EMBODIMENT, REPO_ID, build_policy
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local datasets only

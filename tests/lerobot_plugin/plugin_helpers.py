@@ -37,7 +37,6 @@ def cli_args(settings: dict) -> list[str]:
 def make_config(**overrides):
     """An ``LBVAConfig`` parsed the way LeRobot's CLI parses ``--policy.*`` (``TINY`` with ``overrides``)."""
     import draccus
-
     from lerobot_policy_lbva import LBVAConfig
 
     settings = {k: v for k, v in {**TINY, **overrides}.items() if v is not None}  # None drops a TINY key

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from plugin_helpers import TINY, build_policy, cli_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +29,7 @@ def doc_commands() -> list[list[str]]:
     """Every shell command in the bash blocks of the doc's plugin section (continuation lines joined)."""
     section = DOC.read_text().split("## lbva inside LeRobot's tools", 1)[1]
     out = []
-    for block in re.findall(r"```bash\n(.*?)```", section, re.S):
+    for block in re.findall(r"```bash\n(.*?)```", section, re.DOTALL):
         for line in block.replace("\\\n", " ").splitlines():
             args = shlex.split(line, comments=True)
             if args:
@@ -48,7 +47,7 @@ def run_cli(args: list[str], cwd: Path) -> str:
     """Run one of the venv's console scripts; returns stdout + stderr, failing the test with them on error."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True,
+    proc = subprocess.run([str(BIN / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True, check=False,
                           timeout=900)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{args[0]} failed ({proc.returncode}):\n{output[-6000:]}"
@@ -69,21 +68,23 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("lerobot_cli")
 
 
-@pytest.fixture(scope="module")
-def trained(workdir):
-    """The doc's collect and train commands; returns (checkpoint folder, lerobot-train's log)."""
+def option(args: list[str], name: str) -> str:
+    """The value of ``--name=value`` in a LeRobot command."""
+    return next(a.split("=", 1)[1] for a in args if a.startswith(name + "="))
+
+
+def test_doc_commands_collect_train_evaluate_and_lbva_loads(workdir):
+    """One test for the whole chain (a module fixture would run once per xdist worker): collect → lerobot-train
+    writes a LeRobot checkpoint that is also an lbva folder → lerobot-eval runs it on lbva_metaworld → lbva eval
+    runs the same folder."""
     from lbva.cli import main as lbva_main
 
     collect = doc_command("lbva", "collect")
     assert in_dir(workdir, lbva_main, [*collect[1:], "--episodes", "2", "--no-progress"]) == 0
+
     train = doc_command("lerobot-train")
     log = run_cli([*train, *cli_args(TINY), *SMALL_TRAINING], workdir)
-    out = train[[a.split("=")[0] for a in train].index("--output_dir")].split("=", 1)[1]
-    return workdir / out / "checkpoints" / "last" / "pretrained_model", log
-
-
-def test_lerobot_train_writes_a_lerobot_checkpoint_that_is_an_lbva_folder(trained):
-    checkpoint, log = trained
+    checkpoint = workdir / option(train, "--output_dir") / "checkpoints" / "last" / "pretrained_model"
     names = {p.name for p in checkpoint.iterdir()}
     assert {"config.json", "model.safetensors", "train_config.json", "policy_preprocessor.json",
             "policy_postprocessor.json", "lbva_policy.json", "transformer"} <= names
@@ -93,49 +94,40 @@ def test_lerobot_train_writes_a_lerobot_checkpoint_that_is_an_lbva_folder(traine
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses), log[-3000:]
     assert re.search(r"loss_dyn:[0-9.]+ loss_inv:[0-9.]+", log)
 
-
-def test_lerobot_eval_runs_the_checkpoint_on_lbva_metaworld(trained, workdir):
-    checkpoint, _ = trained
-    args = doc_command("lerobot-eval")
-    assert f"--policy.path={checkpoint.relative_to(workdir)}" in args
-    run_cli([*args, "--eval.n_episodes=1", "--env.episode_length=12"], workdir)
-    out = args[[a.split("=")[0] for a in args].index("--output_dir")].split("=", 1)[1]
-    info = json.loads((workdir / out / "eval_info.json").read_text())
-    overall = info["overall"]
+    evaluate = doc_command("lerobot-eval")
+    assert option(evaluate, "--policy.path") == str(checkpoint.relative_to(workdir))
+    run_cli([*evaluate, "--eval.n_episodes=1", "--env.episode_length=12"], workdir)
+    overall = json.loads((workdir / option(evaluate, "--output_dir") / "eval_info.json").read_text())["overall"]
     assert overall["n_episodes"] == 1 and 0.0 <= overall["pc_success"] <= 100.0
     assert overall["video_paths"] and all((workdir / p).is_file() for p in overall["video_paths"])  # relative to cwd
 
-
-def test_lbva_evaluates_the_same_checkpoint(trained, workdir):
-    from lbva.cli import main as lbva_main
-
-    args = doc_command("lbva", "eval")
-    assert in_dir(workdir, lbva_main, [*args[1:], "--episodes", "1", "--max-steps", "12", "--workers", "1",
+    lbva_eval = doc_command("lbva", "eval")
+    assert lbva_eval[lbva_eval.index("--policy") + 1] == str(checkpoint.relative_to(workdir))
+    assert in_dir(workdir, lbva_main, [*lbva_eval[1:], "--episodes", "1", "--max-steps", "12", "--workers", "1",
                                        "--no-progress"]) == 0
-    out = args[args.index("--out") + 1]
-    results = json.loads((workdir / out / "results.json").read_text())
-    assert [e["steps"] for e in results["episodes"]] == [12] or results["episodes"][0]["success"]
+    results = json.loads((workdir / lbva_eval[lbva_eval.index("--out") + 1] / "results.json").read_text())
+    assert len(results["episodes"]) == 1 and (results["episodes"][0]["steps"] == 12 or results["episodes"][0]["success"])
 
 
 def test_lerobot_rollout_drives_the_sim_arm_and_records(workdir, tmp_path_factory):
     """A tiny policy for the sim arm's features (built on a dataset with them), deployed with the doc's command."""
-    from lbva.data.synthetic import make_synthetic_dataset
-    from lbva.embodiment import CameraSpec, get_embodiment
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
+    from lbva.data.synthetic import make_synthetic_dataset
+    from lbva.embodiment import CameraSpec, get_embodiment
+
     args = doc_command("lerobot-rollout")
-    options = dict(a.split("=", 1) for a in args[1:])
-    height, width = int(options["--robot.height"]), int(options["--robot.width"])
+    height, width = int(option(args, "--robot.height")), int(option(args, "--robot.width"))
     so101 = get_embodiment("so101")
     cams = tuple(CameraSpec(c.key, height, width) for c in so101.cameras)  # front, wrist at the rendered size
     root = make_synthetic_dataset(tmp_path_factory.mktemp("so101") / "ds", dataclasses.replace(so101, cameras=cams),
                                   episodes=2, frames=24, repo_id="local/so101")
     policy, pre, post = build_policy(LeRobotDatasetMetadata("local/so101", root=root), embodiment=None)
-    folder = workdir / options["--policy.path"]
+    folder = workdir / option(args, "--policy.path")
     for part in (policy, pre, post):
         part.save_pretrained(folder)
     run_cli([*args, "--dataset.episode_time_s=3", "--fps=5"], workdir)
-    info = json.loads((workdir / options["--dataset.root"] / "meta" / "info.json").read_text())
+    info = json.loads((workdir / option(args, "--dataset.root") / "meta" / "info.json").read_text())
     assert info["total_episodes"] == 1 and info["total_frames"] >= 1
     assert tuple(info["features"]["action"]["shape"]) == (6,)
     assert {"observation.images.front", "observation.images.wrist", "observation.state"} <= set(info["features"])

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import pytest
-
 from plugin_helpers import make_config
 
 
 def test_lerobot_discovers_the_plugins():
     """LeRobot imports installed distributions by name prefix; the policy class and processors resolve by convention."""
+    from lbva_lerobot_arms.sim import SimSO101Config
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.envs.configs import EnvConfig
-    from lerobot.policies.factory import _make_processors_from_policy_config, get_policy_class
-    from lerobot.utils.import_utils import register_third_party_plugins
-
-    from lbva_lerobot_arms.sim import SimSO101Config
+    from lerobot.policies.factory import (
+        _make_processors_from_policy_config,
+        get_policy_class,
+    )
     from lerobot.robots.config import RobotConfig
     from lerobot.robots.utils import make_robot_from_config
-
+    from lerobot.utils.import_utils import register_third_party_plugins
     from lerobot_env_lbva_metaworld import LbvaMetaWorldEnvConfig
-    from lerobot_policy_lbva import LBVAConfig, LBVAPolicy, make_lbva_pre_post_processors
+    from lerobot_policy_lbva import (
+        LBVAConfig,
+        LBVAPolicy,
+        make_lbva_pre_post_processors,
+    )
 
     register_third_party_plugins()
     assert RobotConfig.get_choice_class("lbva_sim_so101") is SimSO101Config
@@ -30,8 +34,8 @@ def test_lerobot_discovers_the_plugins():
     cfg = make_config()
     cfg.input_features, cfg.output_features = {}, {}
     pre, post = _make_processors_from_policy_config(cfg)
-    assert [s.__class__.__name__ for s in pre.steps][-1] == "NormalizerProcessorStep"
-    assert [s.__class__.__name__ for s in post.steps][0] == "UnnormalizerProcessorStep"
+    assert type(pre.steps[-1]).__name__ == "NormalizerProcessorStep"
+    assert type(post.steps[0]).__name__ == "UnnormalizerProcessorStep"
     assert make_lbva_pre_post_processors.__module__ == "lerobot_policy_lbva.processor_lbva"
 
 
@@ -96,7 +100,6 @@ def test_unknown_embodiment_lists_the_registered_ones():
 
 def test_camera_keys_must_be_input_features():
     from lerobot.configs.types import FeatureType, PolicyFeature
-
     from lerobot_policy_lbva.configuration_lbva import LBVAConfigError
 
     cfg = make_config(camera_keys=["observation.images.top"])

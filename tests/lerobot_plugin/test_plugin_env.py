@@ -26,7 +26,6 @@ def envs():
 
 def test_features_map_onto_lbva_keys():
     from lerobot.envs.utils import env_to_policy_features
-
     from lerobot_env_lbva_metaworld import LbvaMetaWorldEnvConfig
 
     features = env_to_policy_features(LbvaMetaWorldEnvConfig(task="reach-v3"))
@@ -37,10 +36,11 @@ def test_features_map_onto_lbva_keys():
 def test_observations_equal_lbva_env_and_success_ends_the_episode(envs):
     """Same seed, same actions: LeRobot's view of the vector env equals lbva's Meta-World env frame for frame, and
     the scripted expert's success arrives as info['is_success'] with termination."""
-    from lbva.embodiment import get_env_factory
     from lerobot.envs.utils import preprocess_observation
 
-    cfg, vec = envs
+    from lbva.embodiment import get_env_factory
+
+    _, vec = envs
     _, factory = get_env_factory("metaworld")
     lbva_env = factory("reach-v3", seed=0, max_steps=120)
     expert = factory.expert("reach-v3")
@@ -82,4 +82,4 @@ def test_bad_values_name_the_field():
     with pytest.raises(EnvConfigError, match=r"--env.episode_length=600 must be in 1..500"):
         LbvaMetaWorldEnvConfig(episode_length=600)
     with pytest.raises(ValueError, match=r"unknown Meta-World task 'reach-v9'.*valid tasks"):
-        LbvaMetaWorldEnvConfig(task="reach-v9").tasks
+        _ = LbvaMetaWorldEnvConfig(task="reach-v9").tasks

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from plugin_helpers import EMBODIMENT
 
 CAM = "observation.images.corner"
@@ -40,7 +39,6 @@ def lbva_chunk(folder) -> int:
 def load_plugin(folder, **inference):
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import make_pre_post_processors
-
     from lerobot_policy_lbva import LBVAPolicy
 
     cfg = PreTrainedConfig.from_pretrained(folder, cli_overrides=[f"--inference.{k}={v}" for k, v in inference.items()])
@@ -150,9 +148,8 @@ def test_loading_is_strict(saved_folder, tmp_path):
     """A checkpoint missing a weight is refused rather than left at random initialisation."""
     import shutil
 
-    from safetensors.torch import load_file, save_file
-
     from lerobot_policy_lbva import LBVAPolicy
+    from safetensors.torch import load_file, save_file
 
     broken = tmp_path / "broken"
     shutil.copytree(saved_folder, broken)
@@ -174,11 +171,11 @@ def test_an_empty_task_is_refused_with_the_fix(saved_folder):
 def test_shared_layout_saved_lerobot_only_then_exported(dataset_meta, tmp_path):
     """The released (``shared``) layout round-trips through LeRobot's folder; with ``export_lbva=false`` the folder is
     LeRobot's only, and ``export_lbva_policy`` writes the lbva folder afterwards, which predicts the same chunk."""
-    from lbva.inference import Policy
     from lerobot.configs.policies import PreTrainedConfig
-
     from lerobot_policy_lbva import LBVAPolicy, export_lbva_policy
     from plugin_helpers import build_policy
+
+    from lbva.inference import Policy
 
     torch.manual_seed(1)
     policy, pre, post = build_policy(dataset_meta, **{"model.layout": "shared", "export_lbva": False})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from plugin_helpers import REPO_ID, build_policy
 
 CAM = "observation.images.corner"

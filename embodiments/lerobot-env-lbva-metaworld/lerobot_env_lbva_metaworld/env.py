@@ -8,13 +8,15 @@ plugin gives the task; ``render()`` returns the last camera frame.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 
 class LbvaMetaWorldGymEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 80}
 
     def __init__(self, task: str, episode_length: int = 500, camera: str = "corner2", observation_height: int = 64,
                  observation_width: int = 64):

@@ -23,17 +23,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.configs.types import FeatureType, NormalizationMode
+from lerobot.optim.optimizers import AdamWConfig
+from lerobot.optim.schedulers import CosineDecayWithWarmupSchedulerConfig
+from lerobot.utils.constants import ACTION
+
 from lbva.config.base import choice
 from lbva.config.data import DataConfig
 from lbva.config.inference import InferenceConfig
 from lbva.config.model import ModelConfig
 from lbva.config.objective import ObjectiveConfig
 from lbva.data.embedded_vae import EmbeddedVAEConfig
-from lerobot.configs.policies import PreTrainedConfig
-from lerobot.configs.types import FeatureType, NormalizationMode
-from lerobot.optim.optimizers import AdamWConfig
-from lerobot.optim.schedulers import CosineDecayWithWarmupSchedulerConfig
-from lerobot.utils.constants import ACTION
 
 POLICY_TYPE = "lbva"
 # Temporal stride of the Wan2.2 VAE (video frames per latent frame after the first); the embedded VAE encodes

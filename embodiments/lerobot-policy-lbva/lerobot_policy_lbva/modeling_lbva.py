@@ -108,8 +108,9 @@ class LBVAPolicy(PreTrainedPolicy):
         return vae.requires_grad_(False).eval()
 
     def _train_embedded_vae(self, dataset_meta):
-        from lbva.data.embedded_vae import train_embedded_vae
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        from lbva.data.embedded_vae import train_embedded_vae
 
         data = self.config.data
         dataset = LeRobotDataset(dataset_meta.repo_id, root=dataset_meta.root)
@@ -319,7 +320,7 @@ class LBVAPolicy(PreTrainedPolicy):
 
     # ------------------------------------------------------------------------------------------------ saving
     @classmethod
-    def from_pretrained(cls, pretrained_name_or_path, *, dataset_stats: dict | None = None, **kwargs) -> "LBVAPolicy":
+    def from_pretrained(cls, pretrained_name_or_path, *, dataset_stats: dict | None = None, **kwargs) -> LBVAPolicy:
         policy = super().from_pretrained(pretrained_name_or_path, dataset_stats=dataset_stats, **kwargs)
         if dataset_stats is not None and ACTION in dataset_stats:
             # Fine-tuning on a dataset: LeRobot's processors now normalise with its statistics, so lbva's must follow.

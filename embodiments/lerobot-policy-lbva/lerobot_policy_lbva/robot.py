@@ -31,8 +31,14 @@ class PluginRobot:
     spec: object  # lbva.embodiment.EmbodimentSpec
 
     @classmethod
-    def from_config(cls, config) -> "PluginRobot":
-        from lbva.embodiment import ACTION_DIM, ActionStats, CameraSpec, EmbodimentSpec, FieldSpec
+    def from_config(cls, config) -> PluginRobot:
+        from lbva.embodiment import (
+            ACTION_DIM,
+            ActionStats,
+            CameraSpec,
+            EmbodimentSpec,
+            FieldSpec,
+        )
 
         keys = tuple(config.camera_keys)
         names = [k.split(".")[-1] for k in keys]  # observation.image -> image, observation.images.top -> top
