@@ -53,3 +53,14 @@ def build_policy(dataset_meta, **overrides):
     policy = make_policy(cfg, ds_meta=dataset_meta)
     pre, post = make_pre_post_processors(cfg, dataset_stats=dataset_meta.stats)
     return policy, pre, post
+
+
+def training_batch(policy, pre, root, starts):
+    """A preprocessed LeRobot training batch of the samples at ``starts``, with the policy's delta timestamps."""
+    import torch
+    from lerobot.datasets.factory import resolve_delta_timestamps
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+
+    meta = LeRobotDatasetMetadata(REPO_ID, root=root)
+    ds = LeRobotDataset(REPO_ID, root=root, delta_timestamps=resolve_delta_timestamps(policy.config, meta))
+    return pre(torch.utils.data.default_collate([ds[i] for i in starts]))

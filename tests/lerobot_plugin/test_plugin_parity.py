@@ -168,17 +168,24 @@ def test_an_empty_task_is_refused_with_the_fix(saved_folder):
         plugin.select_action(pre(lerobot_batch(frame_streams(1, 1)[0], task="")))
 
 
-def test_shared_layout_saved_lerobot_only_then_exported(dataset_meta, tmp_path):
-    """The released (``shared``) layout round-trips through LeRobot's folder; with ``export_lbva=false`` the folder is
-    LeRobot's only, and ``export_lbva_policy`` writes the lbva folder afterwards, which predicts the same chunk."""
+def test_shared_layout_saved_lerobot_only_then_exported(dataset_meta, plugin_dataset, tmp_path):
+    """The released (``shared``) layout trains, round-trips through LeRobot's folder; with ``export_lbva=false`` the
+    folder is LeRobot's only, and ``export_lbva_policy`` writes the lbva folder afterwards, which predicts the same
+    chunk."""
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot_policy_lbva import LBVAPolicy, export_lbva_policy
-    from plugin_helpers import build_policy
+    from plugin_helpers import build_policy, training_batch
 
     from lbva.inference import Policy
 
     torch.manual_seed(1)
     policy, pre, post = build_policy(dataset_meta, **{"model.layout": "shared", "export_lbva": False})
+    loss, _ = policy.forward(training_batch(policy, pre, plugin_dataset, [0, 45]))
+    loss.backward()
+    no_grad = {n for n, p in policy.model.named_parameters() if p.grad is None}
+    # the released layout carries an action text embedder its forward never uses
+    assert torch.isfinite(loss) and no_grad and all(n.startswith("condition_embedder_action.text_embedder.") for n in no_grad)
+    policy.zero_grad()
     folder = tmp_path / "shared"
     for part in (policy, pre, post):
         part.save_pretrained(folder)

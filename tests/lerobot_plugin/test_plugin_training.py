@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from plugin_helpers import REPO_ID, build_policy
+from plugin_helpers import REPO_ID, build_policy, training_batch
 
 CAM = "observation.images.corner"
 SLOTS = [0, 1, 2, 28]  # metaworld-sawyer: dx, dy, dz, gripper
@@ -34,15 +34,6 @@ def _tiny_wan_vae(path):
         scale_factor_temporal=4,
     ).save_pretrained(path)
     return path
-
-
-def _lerobot_batch(policy, pre, root, starts):
-    from lerobot.datasets.factory import resolve_delta_timestamps
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
-
-    meta = LeRobotDatasetMetadata(REPO_ID, root=root)
-    ds = LeRobotDataset(REPO_ID, root=root, delta_timestamps=resolve_delta_timestamps(policy.config, meta))
-    return pre(torch.utils.data.default_collate([ds[i] for i in starts]))
 
 
 def _reference(root, starts, F, N, stride, encode):
@@ -75,7 +66,7 @@ def test_embedded_vae_windows_match_the_dataset_rows(embedded, plugin_dataset):
     cfg = policy.config
     F, N = cfg.data.window_frames, cfg.actions_per_frame
     assert cfg.observation_delta_indices == [N * f for f in range(F)]  # one frame per latent frame (stride 1)
-    got = policy.training_inputs(_lerobot_batch(policy, pre, plugin_dataset, STARTS))
+    got = policy.training_inputs(training_batch(policy, pre, plugin_dataset, STARTS))
     video, actions, mask = _reference(plugin_dataset, STARTS, F, N, 1, EmbeddedVideoEncoder(policy.video_vae).encode)
     torch.testing.assert_close(got["video"], video, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(got["actions"], actions, rtol=1e-4, atol=1e-5)
@@ -98,12 +89,12 @@ def test_wan_vae_clips_match_the_dataset_rows(dataset_meta, plugin_dataset, tmp_
     F, N = cfg.data.window_frames, cfg.actions_per_frame
     assert cfg.observation_delta_indices == list(range((F - 1) * N + 1))  # τ = N / 4 = 1 row per video frame
     assert policy.video_vae is None and cfg.model.in_channels == 4
-    got = policy.training_inputs(_lerobot_batch(policy, pre, plugin_dataset, STARTS))
+    got = policy.training_inputs(training_batch(policy, pre, plugin_dataset, STARTS))
     video, actions, _ = _reference(plugin_dataset, STARTS, F, N, 4, WanVideoEncoder(vae).encode)
     assert got["video"].shape == (2, 4, F, 16, 16)
     torch.testing.assert_close(got["video"], video, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got["actions"], actions, rtol=1e-4, atol=1e-5)
-    loss, terms = policy.forward(_lerobot_batch(policy, pre, plugin_dataset, STARTS))
+    loss, terms = policy.forward(training_batch(policy, pre, plugin_dataset, STARTS))
     assert torch.isfinite(loss) and set(terms) == {"loss_dyn", "loss_inv"}
 
 
@@ -112,7 +103,7 @@ def test_loss_trains_the_world_model_only(embedded, plugin_dataset):
     policy, pre, _ = embedded
     policy.train()
     policy.zero_grad()
-    loss, terms = policy.forward(_lerobot_batch(policy, pre, plugin_dataset, STARTS))
+    loss, terms = policy.forward(training_batch(policy, pre, plugin_dataset, STARTS))
     loss.backward()
     assert torch.isfinite(loss) and set(terms) == {"loss_dyn", "loss_inv"}
     assert all(p.grad is None for p in policy.video_vae.parameters())
@@ -129,4 +120,4 @@ def test_padded_windows_are_refused(embedded, plugin_dataset):
     policy, pre, _ = embedded
     assert policy.config.drop_n_last_frames == (policy.config.data.window_frames - 1) * policy.config.actions_per_frame
     with pytest.raises(ValueError, match="padded frames past an episode's end"):
-        policy.forward(_lerobot_batch(policy, pre, plugin_dataset, [39]))
+        policy.forward(training_batch(policy, pre, plugin_dataset, [39]))
