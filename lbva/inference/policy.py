@@ -34,10 +34,16 @@ import numpy as np
 import torch
 
 from lbva.inference.session import Entry, RecomputeSession
+from lbva.models.attention import AttentionWindow
 
 logger = logging.getLogger(__name__)
 
 MODES = ("sync", "naive_async", "fdm_async")
+
+
+def inference_window(inference) -> AttentionWindow:
+    """The attention window an ``inference`` config section names (shared by the mask and the KV cache)."""
+    return AttentionWindow(inference.window, int(inference.window_size))
 
 
 class PolicyError(ValueError):
@@ -195,7 +201,7 @@ class Policy:
 
     def _new_session(self, latent_shape):
         C, h, w = latent_shape
-        window = self.config.inference.window_chunks
+        window = inference_window(self.config.inference)
         if self.session_kind == "recompute":
             return RecomputeSession(self.model, self.K, (C, h, w), (self.N, self.A), window=window)
         from lbva.inference.cached_session import CachedSession
