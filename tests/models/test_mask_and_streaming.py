@@ -198,6 +198,26 @@ def test_streaming_equals_full_forward(models, layout, K, window):
         assert not torch.allclose(full.actions, model(**inp, chunk_size=K).actions), "the window hides something"
 
 
+@pytest.mark.parametrize("layout", ["shared", "mot"])
+def test_per_sequence_fdm_and_windows_equal_one_forward_per_sequence(models, layout):
+    """A batch whose sequences differ in forward dynamics and window size gives each sequence what it gets alone."""
+    model = models[layout]
+    a, b = _inputs(6, seed=1), _inputs(6, seed=2)
+    both = {k: torch.cat([a[k], b[k]]) for k in a}
+    with torch.no_grad():
+        out = model(**both, chunk_size=2, fdm=torch.tensor([True, False]),
+                    window=AttentionWindow("released", torch.tensor([2, 5])))
+        alone = [model(**a, chunk_size=2, fdm=True, window=AttentionWindow("released", 2)),
+                 model(**b, chunk_size=2, fdm=False, window=AttentionWindow("released", 5))]
+        swapped = model(**a, chunk_size=2, fdm=False, window=AttentionWindow("released", 5))
+    for i, ref in enumerate(alone):
+        torch.testing.assert_close(out.video[i:i + 1], ref.video, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.actions[i:i + 1], ref.actions, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(swapped.video, alone[0].video, atol=1e-4)  # the variant matters for sequence 0
+    with pytest.raises(ValueError, match=r"one entry per sequence, shape \(2,\)"):
+        model(**both, chunk_size=2, fdm=torch.tensor([True, False, True]))
+
+
 def test_dropping_imagined_entries_restores_the_history(model):
     K = 2
     inp = _inputs(4, seed=7)
