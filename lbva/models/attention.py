@@ -82,15 +82,15 @@ class AttentionWindow:
     def capacity_tokens(self, video_tokens: int, action_tokens: int) -> int:
         """KV-cache room (tokens, the call's own included) for chunks of ``video_tokens`` + ``action_tokens``.
 
-        ``released``: what the most demanding query of the released call order sees — exactly the release's
-        (attn_window // 2)·(video + action) for an odd size; an even size needs one chunk's video or actions more.
+        ``released``, odd size: the release's cache, (attn_window // 2)·(video + action) tokens. An even size (no
+        released attn_window gives one) gets room for size // 2 + 1 chunks: in the sync call order it then evicts
+        only keys no later call may see, so it shows exactly what the mask admits.
         ``chunks``: ``size`` chunks plus one, so that an asynchronous worker may run one chunk ahead."""
         if torch.is_tensor(self.size):
             raise ValueError("a per-sequence training window has no single cache capacity")
         per_chunk = int(video_tokens) + int(action_tokens)
         if self.kind == "released":
-            extra = 0 if self.size % 2 else max(int(video_tokens), int(action_tokens))
-            return (self.size + 1) // 2 * per_chunk + extra
+            return (self.size // 2 + 1) * per_chunk
         return (self.size + 1) * per_chunk
 
 

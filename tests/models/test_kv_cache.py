@@ -102,7 +102,7 @@ def test_released_cache_of_a_checkpoint_holds_its_attn_window_chunks():
     assert (w.kind, w.size, w.attn_window) == ("released", 29, 30)
     assert w.capacity_tokens(768, 64) == 15 * (768 + 64)  # the release: (attn_window // 2) · (video + action)
     assert AttentionWindow.from_attn_window(7).size == 5  # 7 // 2 = 3 chunks: ids up to 5 apart
-    assert AttentionWindow("released", 4).capacity_tokens(10, 3) == 2 * 13 + 10
+    assert AttentionWindow("released", 4).capacity_tokens(10, 3) == 3 * 13  # an even size: one chunk more
     assert AttentionWindow("chunks", 3).capacity_tokens(10, 3) == 4 * 13
     with pytest.raises(ValueError, match="attn_window 1"):
         AttentionWindow.from_attn_window(1)
