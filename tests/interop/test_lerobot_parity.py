@@ -350,16 +350,18 @@ def _to_lerobot_seq(x):
     return x.reshape(B, C, F_, 1, H_ // 2, 2, W_ // 2, 2).permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(B, -1, C)
 
 
+@pytest.mark.parametrize("action_loss", ["per_token", "per_frame"])
 @pytest.mark.parametrize("frame0_valid", [True, False])
-def test_training_loss_reduction_matches_lerobot(frame0_valid):
+def test_training_loss_reduction_matches_lerobot(frame0_valid, action_loss):
     """LeRobot's training forward needs flex attention compiled in bf16, which does not run on this CPU in fp32;
     its mask equals ours (test_lerobot_training_mask.py) and its blocks equal ours (the streaming tests above).
     Here its loss (``_flow_matching_loss``, bsmntw weights from its training schedulers) is applied to lbva's
     predictions, σ and noise on a fixed batch and compared with lbva's objective (bsmntw, no text dropout, no
     noisy history — LeRobot's defaults differ there by design: it never drops the prompt and re-noises the history
-    with p = 0.5 per batch). With every frame's actions valid the two losses are equal; lbva's batches mark the
-    segment's first frame invalid, and LeRobot averages per (sample, frame) row with an empty row counting as 0,
-    so its action loss is lbva's × valid rows / all rows."""
+    with p = 0.5 per batch). With every frame's actions valid the two losses are equal. lbva's batches mark the
+    segment's first frame invalid, and LeRobot averages per (sample, frame) row with an empty row counting as 0: with
+    ``action_loss=per_frame`` (the release's reduction) the two are still equal, with ``per_token`` LeRobot's action
+    loss is lbva's × valid rows / all rows."""
     from lerobot.policies.lingbot_va import LingBotVAPolicy
     from lerobot.policies.lingbot_va.utils import data_seq_to_patch
 
@@ -385,7 +387,7 @@ def test_training_loss_reduction_matches_lerobot(frame0_valid):
         return model(**kw)
 
     obj = FlowMatchingObjective(ObjectiveConfig(video_shift=5.0, action_shift=0.05, loss_weighting="bsmntw",
-                                                noisy_history_prob=0.0, text_dropout=0.0))
+                                                noisy_history_prob=0.0, text_dropout=0.0, action_loss=action_loss))
     with torch.no_grad():
         ours = obj(recording, batch, generator=torch.Generator().manual_seed(1))
         out = model(**seen)
@@ -402,7 +404,7 @@ def test_training_loss_reduction_matches_lerobot(frame0_valid):
         "action_dict": {"targets": ua.permute(0, 3, 1, 2)[..., None] * lerobot_mask, "timesteps": sa * 1000,
                         "actions_mask": lerobot_mask},
     }
-    latent_loss, action_loss = lr._flow_matching_loss(inputs, (seq, out.actions.reshape(B, F_ * N_, A)))
+    latent_loss, lerobot_action_loss = lr._flow_matching_loss(inputs, (seq, out.actions.reshape(B, F_ * N_, A)))
     torch.testing.assert_close(latent_loss, ours.terms["loss_dyn"], rtol=1e-4, atol=1e-6)
-    scale = 1.0 if frame0_valid else (F_ - 1) / F_
-    torch.testing.assert_close(action_loss, ours.terms["loss_inv"] * scale, rtol=1e-4, atol=1e-6)
+    scale = 1.0 if frame0_valid or action_loss == "per_frame" else (F_ - 1) / F_  # the release's reduction is exact
+    torch.testing.assert_close(lerobot_action_loss, ours.terms["loss_inv"] * scale, rtol=1e-4, atol=1e-6)
