@@ -51,11 +51,10 @@ def main() -> None:
 
     from lbva.config import load_config
     from lbva.data.cache import LatentCache
-    from lbva.data.encoders import EmbeddedTextEncoder, EmbeddedVideoEncoder
+    from lbva.data.encoders import EmbeddedVideoEncoder
     from lbva.data.prepare import prepare_dataset
     from lbva.data.synthetic import make_synthetic_dataset
-    from lbva.inference import Policy, save_policy
-    from lbva.models.checkpoints import load_released_transformer
+    from lbva.inference import Policy
     from lbva.training.fit import fit
 
     out = args.out or Path(tempfile.mkdtemp(prefix="lbva-finetune-"))
@@ -75,25 +74,24 @@ def main() -> None:
     video = EmbeddedVideoEncoder(str(out / "cache" / "embedded_vae"))
     text_dim = int(cache.empty_text().shape[-1])
 
-    # 2. the released checkpoint, loaded (identity key map) and saved as the starting point
+    # 2. the released checkpoint as the starting point: model.init_from takes its folder directly (root or
+    #    transformer/); the recipe's architecture must match it (the tiny stand-in is `tiny`, a real one
+    #    `model.size=wan2.2-5b model.layout=shared`), its kernel and checkpointing settings are used as given
     released = args.checkpoint or tiny_released_checkpoint(out / "released" / "transformer", text_dim, video.latent_channels)
-    model = load_released_transformer(released)
-    model.save_pretrained(out / "init")
-    cfg = replace(cfg, model=replace(cfg.model, init_from=str(out / "init"), size="tiny",
-                                     text_dim=model.arch.text_dim, in_channels=model.arch.in_channels))
+    if args.checkpoint is None:
+        cfg = replace(cfg, model=replace(cfg.model, size="tiny", layout="shared"))
+    cfg = replace(cfg, model=replace(cfg.model, init_from=str(released)))
 
-    # 3. fine-tune with the recipe (lightning.Trainer, atomic checkpoints, TensorBoard under OUT/train)
-    _, system = fit(cfg)
+    # 3. fine-tune with the recipe (lightning.Trainer, atomic checkpoints, TensorBoard under OUT/train); it ends by
+    #    writing the policy folder OUT/train/policy (the same as `lbva export policy` on the last checkpoint)
+    fit(cfg)
 
-    # 4. a policy folder, then one closed-loop chunk from it
-    d = cfg.data
-    save_policy(out / "policy", system.model.eval(), cfg, args.embodiment, cache.stats(), video_encoder=video,
-                text_encoder=EmbeddedTextEncoder(d.embedded_text_dim, d.embedded_text_max_length, d.embedded_text_seed))
-    policy = Policy.from_pretrained(out / "policy", embodiment=args.embodiment)
+    # 4. one closed-loop chunk from the policy folder
+    policy = Policy.from_pretrained(out / "train" / "policy", embodiment=args.embodiment)
     policy.reset("do the task")
     obs = {cam.key: np.zeros((cam.height, cam.width, 3), np.uint8) for cam in policy.spec.cameras}
     chunk = policy.predict_action_chunk(obs)
-    print(f"fine-tuned policy at {out / 'policy'}; first action chunk {chunk.shape}:\n{chunk}")
+    print(f"fine-tuned policy at {out / 'train' / 'policy'}; first action chunk {chunk.shape}:\n{chunk}")
 
 
 if __name__ == "__main__":

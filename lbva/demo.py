@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lbva import strict_json
+
 logger = logging.getLogger(__name__)
 
 # Tasks whose target the 64x64 camera shows plainly (a puck and its goal, a button box, a window) and whose scene
@@ -252,25 +254,18 @@ def _seconds(marker: Path) -> float:
 
 
 def _train_and_export(cfg, cache: Path, policy_dir: Path, strip: Path | None = None) -> None:
-    from lbva.data.cache import LatentCache
-    from lbva.data.encoders import EmbeddedTextEncoder, EmbeddedVideoEncoder
-    from lbva.inference import save_policy
+    from lbva.data.encoders import EmbeddedVideoEncoder
+    from lbva.training.export import export_policy
     from lbva.training.fit import fit
 
-    lc = LatentCache(cache)
     video = EmbeddedVideoEncoder(str(cache / "embedded_vae"))
-    # the model's input widths follow the encoders the cache was built with
-    cfg = replace(cfg, model=replace(cfg.model, text_dim=int(lc.empty_text().shape[-1]),
-                                     in_channels=int(video.latent_channels)))
-    trainer, system = fit(cfg, decoder=video.decode)  # TensorBoard's sampled-vs-real videos in pixels
-    model = system.ema_model() if hasattr(system, "ema_model") and cfg.trainer.ema_decay else system.model
-    d = cfg.data
-    text_enc = EmbeddedTextEncoder(d.embedded_text_dim, d.embedded_text_max_length, d.embedded_text_seed)
-    save_policy(policy_dir, model.eval(), cfg, cfg.embodiment.name, lc.stats(), video_encoder=video,
-                text_encoder=text_enc)
+    # an interrupted phase continues from its last checkpoint instead of refusing the non-empty output_dir
+    cfg = replace(cfg, trainer=replace(cfg.trainer, resume="last"))
+    trainer, system = fit(cfg, decoder=video.decode, export=False)  # TensorBoard's sampled-vs-real videos in pixels
+    export_policy(policy_dir, system.export_model(), system.cfg, video_encoder=video)
     if strip is not None:
         try:
-            prediction_strip(system, cfg, video, strip)
+            prediction_strip(system, system.cfg, video, strip)
         except Exception as e:  # a figure must not cost the trained model
             logger.warning("could not draw the prediction strip %s: %s", strip, e)
 
@@ -414,7 +409,7 @@ def _evaluate(cfg, out: Path, variants: list[Variant], tasks, episodes: int, max
         rep = write_report(res, folder, title=v.label, settings={"episodes": episodes, "max_steps": max_steps})
         entry = {"summary": rep["summary"], "seconds": time.perf_counter() - t0, "steps": int(sum(r.steps for r in res)),
                  "settings": settings}
-        record.write_text(json.dumps(entry, indent=2))
+        record.write_text(strict_json.dumps(entry, indent=2))
         results[v.label] = entry
     return results
 
@@ -469,7 +464,7 @@ def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_abla
               f"training curves and sampled-vs-real videos: `tensorboard --logdir {out}`.", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
-    (out / "summary.json").write_text(json.dumps({k: v["summary"] for k, v in results.items()} | {"timings": timings},
+    (out / "summary.json").write_text(strict_json.dumps({k: v["summary"] for k, v in results.items()} | {"timings": timings},
                                                  indent=2, default=str))
     return path
 

@@ -18,7 +18,6 @@ Every ratio compares two measurements taken in the same run on the same input:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import time
@@ -26,6 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from lbva import strict_json
 
 log = logging.getLogger(__name__)
 
@@ -233,5 +234,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"server_vs_inprocess      {results['server_vs_inprocess']:.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(strict_json.dumps(results, indent=2))
     return 0

@@ -13,11 +13,12 @@ Every number is a ratio of two timings taken in the same run on the same machine
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import time
 from pathlib import Path
+
+from lbva import strict_json
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,6 @@ def run(args: argparse.Namespace) -> int:
         print(line)  # noqa: T201 — CLI output
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(strict_json.dumps(results, indent=2))
         log.info("wrote %s", args.json)
     return 0

@@ -12,6 +12,10 @@ class DataConfig:
     # -- where things are ------------------------------------------------------------------------------------
     dataset: str | None = documented(None, doc="local LeRobot dataset root (meta/info.json inside)")
     cache_dir: str | None = documented(None, doc="latent cache written by `lbva prepare` (default DATASET/lbva_cache)")
+    key_map: dict[str, str] = documented(
+        factory=dict, doc="dataset key -> embodiment key, for datasets that name a camera/state/action otherwise "
+                          "(LeRobot's single-camera observation.image is found without it)"
+    )
 
     # -- encoders ----------------------------------------------------------------------------------------------
     encoder: str = choice("embedded", "embedded", "wan2.2", doc="video encoder: small built-in VAE or the Wan2.2 VAE")

@@ -13,9 +13,11 @@ class ModelConfig:
     layout: str = choice("shared", "shared", "mot", doc="action stream layout")
     attn_kernel: str = choice("sdpa", "sdpa", "flex", "flash", doc="attention kernel")
     action_dim: int = bounded(30, 1, None, doc="unified action space width")
-    activation_checkpointing: bool = False
-    compile: bool = False
-    init_from: str | None = None
+    activation_checkpointing: bool = documented(False, doc="recompute each block in the backward pass (less memory)")
+    compile: bool = documented(False, doc="torch.compile the blocks")
+    init_from: str | None = documented(
+        None, doc="start from this checkpoint: a released LingBot-VA root or transformer/, a LeRobot lingbot_va "
+                  "folder, a diffusers Wan2.2 folder, an lbva policy or model folder")
     # overrides of the named size (None = the preset's value)
     num_layers: int | None = documented(None, doc="transformer blocks")
     num_attention_heads: int | None = documented(None, doc="attention heads")

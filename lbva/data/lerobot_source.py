@@ -24,6 +24,7 @@ from lbva.data.segments import Segment, parse_action_config, read_jsonl_action_c
 logger = logging.getLogger(__name__)
 
 SUPPORTED_VERSIONS = ("v3.",)
+LEROBOT_SINGLE_CAMERA = "observation.image"  # LeRobot's OBS_IMAGE: the key of its one-camera datasets (PushT, Meta-World)
 
 
 def check_dataset_root(root: str | Path) -> Path:
@@ -48,9 +49,15 @@ class LeRobotSource:
     """A LeRobot dataset seen through an embodiment: tiled camera frames, native actions, segments.
 
     ``spec`` (an ``EmbodimentSpec``) may be None for metadata only (``lbva dataset info``).
+
+    Each of the embodiment's keys (cameras, state, action) is found in the dataset under, in this order: a
+    ``key_map`` entry (``{dataset_key: embodiment_key}``, a recipe's ``data.key_map``), the key itself, one of the
+    camera's declared ``aliases``, or — for a one-camera embodiment — LeRobot's own single-camera key
+    ``observation.image``. :attr:`keys` holds the result (embodiment key -> dataset key).
     """
 
-    def __init__(self, root: str | Path, spec: Any | None = None, video_backend: str | None = None):
+    def __init__(self, root: str | Path, spec: Any | None = None, video_backend: str | None = None,
+                 key_map: dict[str, str] | None = None):
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
         from lerobot.datasets.video_utils import get_safe_default_video_backend
@@ -65,7 +72,10 @@ class LeRobotSource:
         except Exception as e:  # lerobot raises many kinds; keep its message
             raise DataError(f"lerobot could not open the dataset at {self.root}: {type(e).__name__}: {e}") from e
         self.meta = self.dataset.meta
+        self.key_map = dict(key_map or {})
+        self.keys: dict[str, str] = {}
         if spec is not None:
+            self.keys = self._resolve_keys()
             self._check_features()
 
     # -- metadata ---------------------------------------------------------------------------------------------
@@ -85,24 +95,59 @@ class LeRobotSource:
     def camera_keys(self) -> list[str]:
         return list(self.meta.camera_keys)
 
+    def _resolve_keys(self) -> dict[str, str]:
+        """Embodiment key -> dataset key, for every camera and the state/action vectors."""
+        feats = set(self.meta.features)
+        unknown = sorted(set(self.key_map) - feats)
+        if unknown:
+            raise DataError(
+                f"data.key_map names {unknown}, which the dataset at {self.root} does not have; its features are "
+                f"{sorted(feats)}"
+            )
+        wanted = [c.key for c in self.spec.cameras] + [self.spec.state_key, self.spec.action_key]
+        targets = sorted(set(self.key_map.values()) - set(wanted))
+        if targets:
+            raise DataError(
+                f"data.key_map maps onto {targets}, which embodiment {self.spec.name!r} does not read; its keys are "
+                f"{wanted}"
+            )
+        mapped = {v: k for k, v in self.key_map.items()}
+        keys = {}
+        for key in wanted:
+            cam = next((c for c in self.spec.cameras if c.key == key), None)
+            candidates = [mapped.get(key), key, *(getattr(cam, "aliases", ()) if cam is not None else ())]
+            if cam is not None and len(self.spec.cameras) == 1:
+                candidates.append(LEROBOT_SINGLE_CAMERA)
+            found = next((k for k in candidates if k is not None and k in feats), None)
+            if found is not None:
+                keys[key] = found
+                if found != key:
+                    logger.info("%s: reading the embodiment's %r from the dataset's %r", self.root.name, key, found)
+        return keys
+
     def _check_features(self) -> None:
         feats = self.meta.features
         have = self.camera_keys
         for cam in self.spec.cameras:
-            if cam.key not in have:
+            if cam.key not in self.keys or self.keys[cam.key] not in have:
                 raise MissingCameraError(
                     f"embodiment {self.spec.name!r} needs camera {cam.key!r}, but the dataset at {self.root} has "
-                    f"cameras {have or 'none'}. Record that camera, or use/register an embodiment whose cameras "
-                    "match the dataset (see `lbva embodiments`)."
+                    f"cameras {have or 'none'}. Map one onto it with data.key_map (e.g. "
+                    f"`data.key_map='{{{(have or ['observation.images.front'])[0]}: {cam.key}}}'`), record that camera, or "
+                    "use/register an embodiment whose cameras match the dataset (see `lbva embodiments`)."
                 )
-        for key, want, what in (
+        for name, want, what in (
             (self.spec.action_key, self.spec.native_action_dim, "native_action_dim"),
             (self.spec.state_key, self.spec.native_state_dim, "native_state_dim"),
         ):
-            if key not in feats:
-                if key == self.spec.state_key:
+            key = self.keys.get(name)
+            if key is None:
+                if name == self.spec.state_key:
                     continue  # state is optional for training
-                raise DataError(f"the dataset at {self.root} has no {key!r} feature; it has {sorted(feats)}")
+                raise DataError(
+                    f"the dataset at {self.root} has no {name!r} feature; it has {sorted(feats)}. Map the one that "
+                    f"holds the actions with data.key_map"
+                )
             shape = tuple(feats[key]["shape"])
             if shape != (want,):
                 raise DataError(
@@ -157,23 +202,26 @@ class LeRobotSource:
     def episode_actions(self, episode_index: int) -> np.ndarray:
         """Native actions of one episode, (L, A) float32."""
         ep = self.episode(episode_index)
-        return self._rows(self.spec.action_key, int(ep["dataset_from_index"]), int(ep["dataset_to_index"]))
+        return self._rows(self.keys[self.spec.action_key], int(ep["dataset_from_index"]), int(ep["dataset_to_index"]))
 
     def episode_states(self, episode_index: int) -> np.ndarray:
         """Native states of one episode, (L, S) float32."""
         ep = self.episode(episode_index)
-        return self._rows(self.spec.state_key, int(ep["dataset_from_index"]), int(ep["dataset_to_index"]))
+        return self._rows(self.keys[self.spec.state_key], int(ep["dataset_from_index"]), int(ep["dataset_to_index"]))
 
     def all_actions(self) -> np.ndarray:
         """Native actions of every frame of the dataset, (total_frames, A) float32."""
-        return self._rows(self.spec.action_key, 0, len(self.dataset.hf_dataset))
+        return self._rows(self.keys[self.spec.action_key], 0, len(self.dataset.hf_dataset))
 
     # -- frames -----------------------------------------------------------------------------------------------
     def read_camera(self, episode_index: int, key: str, rows: list[int]) -> np.ndarray:
-        """uint8 (T, h, w, 3) frames of one camera at episode-local ``rows``, resized to the spec's camera size."""
+        """uint8 (T, h, w, 3) frames of one camera (the embodiment's ``key``, read from the dataset key it maps to)
+        at episode-local ``rows``, resized to the spec's camera size."""
         import torch
         from lerobot.datasets.video_utils import decode_video_frames
 
+        cam = next((c for c in self.spec.cameras if c.key == key), None) if self.spec is not None else None
+        key = self.keys.get(key, key)
         ep = self.episode(episode_index)
         if key in self.meta.video_keys:
             path = self.root / self.meta.get_video_file_path(episode_index, key)
@@ -203,7 +251,6 @@ class LeRobotSource:
                 frames = (frames.float() * 255).round().clamp(0, 255).to(torch.uint8)
             if frames.shape[-1] != 3:
                 frames = frames.permute(0, 2, 3, 1)
-        cam = next((c for c in self.spec.cameras if c.key == key), None) if self.spec is not None else None
         if cam is not None and tuple(frames.shape[1:3]) != (cam.height, cam.width):
             x = frames.permute(0, 3, 1, 2).float()
             x = torch.nn.functional.interpolate(x, size=(cam.height, cam.width), mode="bilinear", antialias=True)

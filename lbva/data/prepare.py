@@ -38,7 +38,7 @@ from lbva.data.encoders import build_text_encoder, build_video_encoder, text_enc
 from lbva.data.errors import DataError
 from lbva.data.lerobot_source import LeRobotSource
 from lbva.data.segments import frame_stride, latent_frame_count, sample_frame_ids, segment_actions
-from lbva.data.stats import action_quantiles, stats_record
+from lbva.data.stats import action_quantiles, compare_quantiles, lerobot_quantiles, stats_record
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +193,23 @@ def _encode_clip(encoder, frames: np.ndarray, batch_frames: int) -> torch.Tensor
     return encoder.encode(frames[None])[0]
 
 
+def compare_with_lerobot_stats(root: Path, native: np.ndarray, spec) -> dict:
+    """lbva normalises with its own q01/q99 (over every action row, in slot space); LeRobot's ``meta/stats.json``
+    is compared with them in native units and a large difference is logged, since it means the two tools would
+    scale this robot's actions differently (a re-recorded or edited dataset whose stats.json was not refreshed)."""
+    theirs = lerobot_quantiles(root)
+    if theirs is None:
+        return {"compared": False, "reason": "meta/stats.json has no action q01/q99"}
+    ours = tuple(np.quantile(np.asarray(native, np.float64), [0.01, 0.99], axis=0))
+    names = [n for f in spec.action_fields for n in f.dim_names]
+    differ = compare_quantiles(ours, theirs, names)
+    if differ:
+        logger.warning(
+            "%s: lbva's action quantiles differ from LeRobot's meta/stats.json by more than 10%% of the range on %d "
+            "dims (lbva uses its own, computed over every action row): %s", root, len(differ), "; ".join(differ))
+    return {"compared": True, "differ": differ}
+
+
 def prepare_dataset(
     dataset: str | Path,
     embodiment,
@@ -217,7 +234,7 @@ def prepare_dataset(
 
     data_cfg = data_cfg or DataConfig()
     spec = _resolve_spec(embodiment)
-    source = LeRobotSource(dataset, spec)
+    source = LeRobotSource(dataset, spec, key_map=dict(data_cfg.key_map))
     out = Path(out) if out is not None else source.root / "lbva_cache"
     if overwrite and shard[0] != 0:
         raise DataError(
@@ -260,7 +277,8 @@ def prepare_dataset(
     parts = settings_parts(data_cfg, spec) | {
         "video_encoder": video_encoder.fingerprint(),
         "text_encoder": text_encoder.fingerprint(),
-        "cameras": [c.key for c in spec.cameras],
+        # the dataset keys the cameras were read from (a changed data.key_map reads other frames)
+        "cameras": [source.keys[c.key] if source.keys[c.key] != c.key else c.key for c in spec.cameras],
         "camera_layout": spec.camera_layout,
         "tau": tau,
         "cache_dtype": data_cfg.cache_dtype,
@@ -316,9 +334,11 @@ def prepare_dataset(
     # -- statistics (cheap: the action column only; every shard computes the same numbers) ---------------
     stats_path = out / STATS_NAME
     if not stats_path.is_file():
-        slots = np.asarray(spec.action_to_slots(source.all_actions()), np.float32)
+        native = source.all_actions()
+        slots = np.asarray(spec.action_to_slots(native), np.float32)
         q01, q99 = action_quantiles(slots, spec.used_mask)
         rec = stats_record(q01, q99, spec.used_mask, f"{source.root} (lbva prepare, {len(slots)} rows)", len(slots))
+        rec["lerobot_stats"] = compare_with_lerobot_stats(source.root, native, spec)
         atomic_write_bytes(stats_path, json.dumps(rec, indent=1).encode())
 
     # -- this shard's work ----------------------------------------------------------------------------------
@@ -337,7 +357,7 @@ def prepare_dataset(
 
     cache_dtype = _CACHE_DTYPES[data_cfg.cache_dtype]
     episode_slots: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # (actions, states) in slots
-    has_state = spec.state_key in source.meta.features
+    has_state = spec.state_key in source.keys
     bar = tqdm(todo, desc=f"encoding segments (shard {shard[0]}/{shard[1]})", disable=not progress, unit="seg")
     for e in bar:
         ids = sample_frame_ids(e.start, e.end, tau, s)

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 
 
+def _num(v) -> str:
+    """A limit as a person reads it: float32 values rounded to 4 significant digits (0.9 rather than
+    0.8999999761581421)."""
+    return f"{float(v):.4g}"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embodiments", help="list installed robots (embodiment plugins)",
                        description="List the embodiments the installed plugins register, and where each comes from.")
@@ -72,8 +78,11 @@ def _run(args: argparse.Namespace) -> int:
                          "gripper": f" closed={f.closed:g} open={f.open:g}"}.get(f.kind, "")
                 print(f"    {f.name:<14} {f.kind:<10} {', '.join(f.dim_names)} -> slots {_slots(f.slots)}{extra}")
         print(f"  used action slots: {_slots(spec.used_slots)}")
-        print(f"  action limits: low {spec.action_low.tolist()}")
-        print(f"                 high {spec.action_high.tolist()}")
+        names = [n for f in spec.action_fields for n in f.dim_names]
+        width = max(len(n) for n in names)
+        print("  action limits (native units):")
+        for n, lo, hi in zip(names, spec.action_low, spec.action_high):
+            print(f"    {n:<{width}}  {_num(lo):>8} .. {_num(hi)}")
         print(f"  statistics: {info['stats'] or 'none (computed by `lbva prepare`)'}")
         print(f"  simulators: {', '.join(info['envs']) or 'none registered'}; robots: {', '.join(info['robots']) or 'none registered'}")
         if spec.notes:

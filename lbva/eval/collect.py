@@ -42,6 +42,19 @@ def dataset_features(spec: Any) -> dict[str, dict]:
     return features
 
 
+def quiet_dataset_writers() -> None:
+    """Keep the user's terminal to lbva's own progress bar: the video encoder's per-file statistics (libx264
+    prints eight lines per episode through FFmpeg's log) and Hugging Face datasets' per-episode ``Map`` bars say
+    nothing a user acts on. Errors still come through."""
+    import av
+    import datasets
+
+    # FFmpeg's own threshold: LeRobot restores FFmpeg's default stderr callback after each encode, so a Python-side
+    # level alone would last one episode
+    av.logging.set_libav_level(av.logging.ERROR)
+    datasets.disable_progress_bars()
+
+
 def collect(
     env_name: str,
     tasks: Sequence[str],
@@ -70,6 +83,8 @@ def collect(
 
     from lbva.embodiment import get_embodiment, get_env_factory
     from lbva.eval.baselines import find_expert
+
+    quiet_dataset_writers()
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes}")

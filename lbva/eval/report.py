@@ -14,13 +14,14 @@ Into ``out_dir``:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lbva import strict_json
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def write_report(
                                           "safety_events", "robot_time_s", "policy_stats")}
         for r in results
     ]
-    files["json"].write_text(json.dumps({"settings": settings, "summary": summary, "episodes": episodes}, indent=2))
+    files["json"].write_text(strict_json.dumps({"settings": settings, "summary": summary, "episodes": episodes}, indent=2))
     if tensorboard:
         files["tensorboard"] = write_tensorboard(summary, out / "tb", step)
     logger.info("evaluation report written to %s", files["markdown"])

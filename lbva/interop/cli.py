@@ -1,4 +1,5 @@
-"""``lbva export lerobot CHECKPOINT OUT``: an lbva policy (or ``shared`` model) as a LeRobot lingbot_va folder."""
+"""``lbva export policy CKPT OUT`` (a training checkpoint as a policy folder) and ``lbva export lerobot
+CHECKPOINT OUT`` (an lbva policy, or ``shared`` model, as a LeRobot lingbot_va folder)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,17 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write lbva checkpoints in other formats")
     formats = p.add_subparsers(dest="export_format", metavar="<format>", required=True)
+    pol = formats.add_parser(
+        "policy", help="a policy folder from a training checkpoint (what lbva eval / serve / rollout load)",
+        description="Write the policy folder (weights, action statistics, encoders, config) of a training "
+                    "checkpoint, e.g. OUTPUT_DIR/checkpoints/step-0000500.ckpt. `lbva train` writes "
+                    "OUTPUT_DIR/policy from its final weights by itself; use this for an earlier step.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    pol.add_argument("checkpoint", help="a .ckpt written by `lbva train` (OUTPUT_DIR/checkpoints/*.ckpt)")
+    pol.add_argument("out", help="output policy folder (replaced atomically)")
+    pol.add_argument("--raw", action="store_true", help="export the trained weights even when the run kept an EMA")
+    pol.set_defaults(func=_export_policy)
     lr = formats.add_parser(
         "lerobot", help="a folder LeRobot's LingBotVAPolicy.from_pretrained loads (shared layout only)",
         description="Write a LeRobot 0.6 lingbot_va policy folder (config.json, model.safetensors, processors with "
@@ -24,6 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     lr.add_argument("--approximate", action="store_true",
                     help="accept LeRobot's nearest setting where lbva's has no exact equivalent (logged)")
     lr.set_defaults(func=_export_lerobot)
+
+
+def _export_policy(args: argparse.Namespace) -> int:
+    from lbva.training.export import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.out, ema=not args.raw)
+    print(f"wrote policy folder {out}")
+    return 0
 
 
 def _export_lerobot(args: argparse.Namespace) -> int:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from lbva.models.lingbot_va import ArchConfig, LingBotVA
 
@@ -39,21 +38,42 @@ def arch_from_released_config(cfg: dict, layout: str = "shared") -> ArchConfig:
     )
 
 
-def read_safetensors_folder(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a folder: a sharded index if present, else every ``*.safetensors`` file."""
+def safetensors_files(folder: Path) -> list[Path]:
+    """The weight files of a folder: those a sharded index names, else every ``*.safetensors`` file."""
     index = sorted(folder.glob("*.safetensors.index.json"))
-    files = sorted({folder / f for f in json.loads(index[0].read_text())["weight_map"].values()}) if index \
-        else sorted(folder.glob("*.safetensors"))
+    if index:
+        names = json.loads(index[0].read_text())["weight_map"].values()
+        return sorted({folder / f for f in names})
+    files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise CheckpointError(f"no .safetensors weights in {folder}")
+    return files
+
+
+def read_safetensors_folder(folder: Path, dtype: torch.dtype | None = None, prefix: str = "",
+                            files: list[Path] | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of a folder (or of ``files``), ``prefix`` stripped from the keys that carry it, each cast to
+    ``dtype`` as it is read, so the peak is one copy of the weights in the target dtype."""
+    from safetensors import safe_open
+
     state: dict[str, torch.Tensor] = {}
-    for f in files:
-        state.update(load_file(str(f)))
+    for f in files if files is not None else safetensors_files(folder):
+        with safe_open(str(f), framework="pt") as fh:
+            for k in fh.keys():
+                t = fh.get_tensor(k)
+                if dtype is not None and t.is_floating_point() and t.dtype != dtype:
+                    t = t.to(dtype)
+                state[k.removeprefix(prefix)] = t
     return state
 
 
-def load_state_checked(model: LingBotVA, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` strictly; a mismatch lists missing/unexpected keys and shape mismatches."""
+def load_state_checked(model: LingBotVA, state: dict[str, torch.Tensor], source: str, assign: bool = False,
+                       dtype: torch.dtype | None = None) -> None:
+    """Load ``state`` strictly; a mismatch lists missing/unexpected keys and shape mismatches.
+
+    ``assign=True`` puts the given tensors into the model instead of copying them (a model built on the meta
+    device gets its storage this way: no random initialisation, no second copy); floating tensors are cast to
+    ``dtype`` (default: the model's own dtype, tensor by tensor)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -69,18 +89,22 @@ def load_state_checked(model: LingBotVA, state: dict[str, torch.Tensor], source:
                 f"unexpected keys: {few(unexpected)}" if unexpected else "",
                 f"shape mismatches: {few(shapes)}" if shapes else "") if part)
         )
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+    def cast(k: str, v: torch.Tensor) -> torch.Tensor:
+        if not v.is_floating_point():
+            return v
+        return v.to(dtype if dtype is not None else own[k].dtype)
+
+    model.load_state_dict({k: cast(k, v) for k, v in state.items()}, assign=assign)
 
 
-def load_released_transformer(folder: str | Path) -> LingBotVA:
-    """A released LingBot-VA transformer folder (``config.json`` + safetensors) as an lbva ``shared`` model."""
-    folder = Path(folder)
-    cfg_file = folder / "config.json"
-    if not cfg_file.is_file():
-        raise CheckpointError(f"{folder} has no config.json; point at the checkpoint's transformer/ folder")
-    model = LingBotVA(arch_from_released_config(json.loads(cfg_file.read_text())))
-    load_state_checked(model, read_safetensors_folder(folder), str(folder))
-    return model
+def load_released_transformer(folder: str | Path, dtype: torch.dtype | None = None, device="cpu") -> LingBotVA:
+    """A released LingBot-VA transformer folder (``config.json`` + safetensors; or the checkpoint's root with a
+    ``transformer/`` folder) as an lbva ``shared`` model, built on the meta device (see :func:`load_pretrained`)."""
+    kind, where = checkpoint_kind(folder)
+    if kind != "released":
+        raise CheckpointError(f"{folder} is {KINDS[kind]}, not a released LingBot-VA transformer; use load_pretrained")
+    return load_pretrained(where, dtype=dtype, device=device)
 
 
 def released_config(model: LingBotVA) -> dict:
@@ -181,28 +205,186 @@ def init_action_stream_from_video(model: LingBotVA) -> None:
     model.action_scale_shift_table.copy_(fit(model.scale_shift_table, model.action_scale_shift_table, False))
 
 
-def load_diffusers_wan(source, layout: str = "shared", action_dim: int = 30, action_width: int | None = None,
-                       config=None) -> LingBotVA:
-    """A diffusers ``WanTransformer3DModel`` (a module, or a folder with config.json + safetensors) as the video
-    stream of an lbva model; the action stream is initialised from it (:func:`init_action_stream_from_video`),
-    the action embedder and head stay randomly initialised."""
-    if isinstance(source, torch.nn.Module):
-        cfg, state = dict(source.config), source.state_dict()
-        where = type(source).__name__
-    else:
-        folder = Path(source)
-        if not (folder / "config.json").is_file():
-            raise CheckpointError(f"{folder} has no config.json; point at a WanTransformer3DModel folder")
-        cfg, state, where = json.loads((folder / "config.json").read_text()), read_safetensors_folder(folder), str(folder)
+ACTION_MODULES = ("action_embedder", "action_proj_out", "condition_embedder_action", "action_blocks",
+                  "action_norm_out")
+
+
+@torch.no_grad()
+def _materialise_action_stream(model: LingBotVA) -> None:
+    """Give a meta-built model's action stream real, freshly initialised storage (the video stream stays meta
+    until its weights are assigned)."""
+    for name in ACTION_MODULES:
+        mod = getattr(model, name, None)
+        if mod is None:
+            continue
+        mod.to_empty(device="cpu")
+        for m in mod.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+    if getattr(model, "action_scale_shift_table", None) is not None:
+        da = model.action_scale_shift_table.shape[-1]
+        model.action_scale_shift_table = torch.nn.Parameter(torch.randn(1, 2, da) / da**0.5)
+
+
+def _wan_model(cfg: dict, state: dict[str, torch.Tensor], where: str, layout: str, action_dim: int,
+               action_width: int | None, config, dtype: torch.dtype | None) -> LingBotVA:
     if cfg.get("image_dim") or cfg.get("added_kv_proj_dim"):
         raise CheckpointError(f"{where} is an image-conditioned Wan variant (image_dim/added_kv_proj_dim); lbva takes "
                               "the text-to-video transformer (e.g. Wan2.2-TI2V-5B)")
     arch = arch_from_diffusers_config(cfg, layout, action_dim, action_width)
-    model = LingBotVA(arch, config=config)
+    with torch.device("meta"):
+        model = LingBotVA(arch, config=config)
+    _materialise_action_stream(model)
     video = diffusers_to_video_state(state)
     own = model.state_dict()
     action_keys = {k for k in own if k.startswith(("action_", "condition_embedder_action."))}
-    full = {**{k: own[k] for k in action_keys}, **video}
-    load_state_checked(model, full, where)
+    load_state_checked(model, {**{k: own[k] for k in action_keys}, **video}, where, assign=True, dtype=dtype)
     init_action_stream_from_video(model)
     return model
+
+
+def load_diffusers_wan(source, layout: str = "shared", action_dim: int = 30, action_width: int | None = None,
+                       config=None, dtype: torch.dtype | None = None) -> LingBotVA:
+    """A diffusers ``WanTransformer3DModel`` (a module, or a folder with config.json + safetensors, or a diffusers
+    pipeline root with ``transformer/``) as the video stream of an lbva model; the action stream is initialised
+    from it (:func:`init_action_stream_from_video`: interpolation scaled by α = sqrt(d_v/d_a) for ``mot``), the
+    action embedder and head are freshly initialised."""
+    if isinstance(source, torch.nn.Module):
+        return _wan_model(dict(source.config), source.state_dict(), type(source).__name__, layout, action_dim,
+                          action_width, config, dtype)
+    kind, folder = checkpoint_kind(source)
+    if kind != "wan":
+        raise CheckpointError(f"{source} is {KINDS[kind]}, not a diffusers WanTransformer3DModel folder")
+    return _wan_model(_read_config(folder), read_safetensors_folder(folder, dtype), str(folder), layout, action_dim,
+                      action_width, config, dtype)
+
+
+# ------------------------------------------------------------------------------------------- one way in
+KINDS = {
+    "lbva": "an lbva model folder (save_pretrained, or the transformer/ of a policy folder)",
+    "released": "a released LingBot-VA transformer",
+    "lerobot": "a LeRobot lingbot_va policy folder",
+    "wan": "a diffusers WanTransformer3DModel (e.g. Wan2.2-TI2V-5B)",
+}
+POLICY_MARKER = "lbva_policy.json"  # lbva.inference.bundle.MARKER (not imported: models sit below inference)
+
+
+def _read_config(folder: Path) -> dict:
+    file = folder / "config.json"
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{file} is not readable JSON ({e}); the checkpoint is damaged — copy it again") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file} holds a {type(data).__name__}, not a config mapping; the checkpoint is damaged")
+    return data
+
+
+def checkpoint_kind(path: str | Path) -> tuple[str, Path]:
+    """What ``path`` holds — one of :data:`KINDS` — and the folder with its weights.
+
+    Accepted: an lbva policy folder (its ``transformer/``), an lbva ``save_pretrained`` folder, a released
+    LingBot-VA checkpoint (its root or ``transformer/``), a LeRobot ``lingbot_va`` policy folder, a diffusers
+    Wan2.2 folder (the pipeline root or ``transformer/``)."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise CheckpointError(f"{p} is not a folder; give a checkpoint folder ({', '.join(KINDS.values())})")
+    if (p / POLICY_MARKER).is_file():
+        return checkpoint_kind(p / "transformer")
+    if (p / "config.json").is_file():
+        cfg = _read_config(p)
+        if "lbva_arch" in cfg:
+            return "lbva", p
+        if cfg.get("type") == "lingbot_va":
+            return "lerobot", p
+        if all(k in cfg for k in RELEASED_KEYS):
+            return "released", p
+        if cfg.get("_class_name") == "WanTransformer3DModel" or (
+                "action_dim" not in cfg and all(k in cfg for k in RELEASED_KEYS if k != "action_dim")):
+            return "wan", p
+        if not (p / "transformer" / "config.json").is_file():
+            raise CheckpointError(
+                f"{p / 'config.json'} describes none of: {'; '.join(KINDS.values())} (its keys: "
+                f"{sorted(cfg)[:12]}). Point model.init_from at one of those.")
+    if (p / "transformer" / "config.json").is_file():  # a released checkpoint or diffusers pipeline root
+        return checkpoint_kind(p / "transformer")
+    raise CheckpointError(
+        f"{p} holds no config.json and no transformer/ folder; give a checkpoint folder ({'; '.join(KINDS.values())})")
+
+
+ARCH_FIELDS = ("layout", "num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels",
+               "text_dim", "freq_dim", "action_dim")
+
+
+def arch_conflicts(want: ArchConfig, have: ArchConfig, fields=ARCH_FIELDS) -> list[str]:
+    """``model.<field>: recipe X, checkpoint Y`` for every field where the recipe contradicts the checkpoint."""
+    out = [f"model.{f}: recipe {getattr(want, f)!r}, checkpoint {getattr(have, f)!r}" for f in fields
+           if getattr(want, f) != getattr(have, f)]
+    if want.layout == have.layout == "mot" and "layout" in fields and want.action_width != have.action_width:
+        out.append(f"model.action_width: recipe {want.action_width!r}, checkpoint {have.action_width!r}")
+    return out
+
+
+def _lbva_arch(folder: Path) -> tuple[ArchConfig, dict | None]:
+    meta = _read_config(folder)
+    arch = dict(meta["lbva_arch"])
+    arch["patch_size"] = tuple(arch["patch_size"])
+    try:
+        return ArchConfig(**arch), meta.get("model_config")
+    except TypeError as e:
+        raise CheckpointError(f"{folder / 'config.json'}: lbva_arch does not describe an lbva model ({e})") from e
+
+
+def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | str | None = None,
+                    device: str | torch.device = "cpu") -> LingBotVA:
+    """A model from any checkpoint lbva reads (see :func:`checkpoint_kind`), built on the meta device and given
+    the checkpoint's tensors directly, so the peak memory is about one copy of the weights in ``dtype``
+    (default: the checkpoint's own dtype per tensor, fp32 for a diffusers Wan2.2 folder's action stream).
+
+    ``model_cfg`` (a ``ModelConfig``, e.g. a recipe's ``model`` section) supplies the run-time settings — the
+    attention kernel, activation checkpointing, compile — and is checked against the checkpoint: a layout or
+    width that contradicts it raises :class:`CheckpointError` naming both values. For a diffusers Wan2.2 folder
+    the recipe chooses the action stream (``layout``, ``action_width``), initialised from the video weights."""
+    from lbva.models.lingbot_va import arch_from_model_config
+
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    kind, folder = checkpoint_kind(source)
+    want = arch_from_model_config(model_cfg) if model_cfg is not None else None
+    if kind == "wan":
+        layout = want.layout if want is not None else "shared"
+        width = want.action_width if want is not None and layout == "mot" else None
+        model = _wan_model(_read_config(folder), read_safetensors_folder(folder, dtype), str(folder), layout,
+                           want.action_dim if want is not None else 30, width, model_cfg, dtype)
+        if want is not None:
+            _refuse_conflicts(want, model.arch, kind, folder)
+        return model.to(device)
+    saved_cfg = None
+    if kind == "lbva":
+        arch, saved = _lbva_arch(folder)
+        if saved is not None:
+            from lbva.config.model import ModelConfig
+
+            saved_cfg = ModelConfig(**saved)
+        state = read_safetensors_folder(folder, dtype)
+    else:  # released or LeRobot: the released architecture, shared layout, identity key map
+        arch = arch_from_released_config(_read_config(folder))
+        # a LeRobot folder also holds its processors' statistics as safetensors: only model.safetensors is weights
+        files = [folder / "model.safetensors"] if kind == "lerobot" else None
+        state = read_safetensors_folder(folder, dtype, prefix="transformer." if kind == "lerobot" else "", files=files)
+    if want is not None:
+        _refuse_conflicts(want, arch, kind, folder)
+    with torch.device("meta"):
+        model = LingBotVA(arch, config=model_cfg if model_cfg is not None else saved_cfg)
+    load_state_checked(model, state, str(folder), assign=True, dtype=dtype)
+    return model.to(device)
+
+
+def _refuse_conflicts(want: ArchConfig, have: ArchConfig, kind: str, folder: Path) -> None:
+    conflicts = arch_conflicts(want, have)
+    if conflicts:
+        raise CheckpointError(
+            f"model.init_from={str(folder)!r} is {KINDS[kind]} whose architecture contradicts the recipe's model "
+            f"section: {'; '.join(conflicts)}. Set those keys to the checkpoint's values (e.g. model.size / "
+            "model.layout / model.num_layers=…) or start from a checkpoint that matches the recipe."
+        )

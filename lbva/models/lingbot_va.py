@@ -41,7 +41,8 @@ def rope_freqs(head_dim: int, theta: float = 10000.0) -> tuple[torch.Tensor, tor
     f_dim = head_dim - h_dim - w_dim
 
     def base(d):
-        return (1.0 / theta ** (torch.arange(0, d, 2)[: d // 2].double() / d)).float()
+        # on the CPU explicitly: a model built under ``torch.device("meta")`` still needs real frequencies
+        return (1.0 / theta ** (torch.arange(0, d, 2, device="cpu")[: d // 2].double() / d)).float()
 
     return base(f_dim), base(h_dim), base(w_dim)
 
@@ -508,23 +509,9 @@ class LingBotVA(nn.Module):
         return d
 
     @classmethod
-    def from_pretrained(cls, directory) -> "LingBotVA":
-        from safetensors.torch import load_file
+    def from_pretrained(cls, directory, dtype=None, device="cpu") -> "LingBotVA":
+        """A model saved by :meth:`save_pretrained` (or any checkpoint :func:`lbva.models.checkpoints.load_pretrained`
+        reads), built on the meta device and loaded in ``dtype`` onto ``device``."""
+        from lbva.models.checkpoints import load_pretrained
 
-        d = Path(directory)
-        meta = json.loads((d / "config.json").read_text())
-        if "lbva_arch" not in meta:
-            raise ValueError(
-                f"{d / 'config.json'} is not an lbva model config (no 'lbva_arch'); for a released LingBot-VA or "
-                "diffusers Wan checkpoint use lbva.models.checkpoints"
-            )
-        arch = meta["lbva_arch"]
-        arch["patch_size"] = tuple(arch["patch_size"])
-        config = None
-        if "model_config" in meta:
-            from lbva.config.model import ModelConfig
-
-            config = ModelConfig(**meta["model_config"])
-        model = cls(ArchConfig(**arch), config=config)
-        model.load_state_dict(load_file(str(d / "model.safetensors")))
-        return model
+        return load_pretrained(directory, dtype=dtype, device=device)

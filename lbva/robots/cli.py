@@ -13,6 +13,8 @@ import json
 import logging
 from typing import Any
 
+from lbva import strict_json
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_DELTA = 5.0
@@ -186,5 +188,5 @@ def _run(args: argparse.Namespace) -> int:
     if args.summary:
         from pathlib import Path
 
-        Path(args.summary).write_text(json.dumps(summary.to_dict(), indent=2))
+        Path(args.summary).write_text(strict_json.dumps(summary.to_dict(), indent=2))
     return 0 if not summary.stopped or summary.stop_reason.startswith("emergency stop") else 1

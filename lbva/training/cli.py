@@ -30,6 +30,9 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"trainer.resume={args.resume}")
     cfg = load_config(args.recipe, overrides)
     log = logging.getLogger("lbva.train")
+    from lbva.training.fit import policy_dir
+    from lbva.training.system import ResumeMismatchError
+
     try:
         if cfg.trainer.engine == "fabric":
             from lbva.training.fabric import fabric_train
@@ -41,6 +44,7 @@ def _train(args: argparse.Namespace) -> int:
 
             trainer, _ = fit(cfg)
             log.info("done: %d steps; checkpoints in %s", trainer.global_step, cfg.trainer.output_dir)
-    except FileNotFoundError as e:
+        log.info("policy folder: %s (evaluate it with `lbva eval ENV --policy %s`)", policy_dir(cfg), policy_dir(cfg))
+    except (FileNotFoundError, FileExistsError, ResumeMismatchError) as e:
         raise CLIError(str(e)) from e
     return 0

@@ -60,11 +60,16 @@ def _default_loader(cfg: LbvaConfig, model, rank: int, world: int):
 
 def fabric_train(cfg: LbvaConfig, model: torch.nn.Module | None = None,
                  loader_factory: Callable[[int, int], object] | None = None, fabric=None,
-                 strategy: str | None = None, null_text: torch.Tensor | None = None) -> FabricResult:
+                 strategy: str | None = None, null_text: torch.Tensor | None = None, export: bool = True) -> FabricResult:
     """Train with Fabric. ``loader_factory(rank, world)`` gives this rank's loader (default: the recipe's data).
 
-    Call it inside the launched processes (``fabric run``, torchrun, SLURM, or ``fabric.launch(fn)``).
+    Call it inside the launched processes (``fabric run``, torchrun, SLURM, or ``fabric.launch(fn)``). Like
+    :func:`lbva.training.fit.fit`, rank 0 writes ``<output_dir>/policy`` at the end (``export=False`` skips it).
     """
+    from lbva.training.export import export_policy, widths_from_cache
+
+    if loader_factory is None and model is None:
+        cfg = widths_from_cache(cfg)
     t = cfg.trainer
     fabric = fabric or make_fabric(cfg, strategy)
     if not getattr(fabric, "_launched", False):
@@ -139,6 +144,8 @@ def fabric_train(cfg: LbvaConfig, model: torch.nn.Module | None = None,
                          config=to_dict(cfg))
             fabric.save(ckpt_dir / "last-fabric.ckpt", state)
     result.model = model
+    if export and loader_factory is None and fabric.global_rank == 0:
+        export_policy(Path(t.output_dir) / "policy", getattr(model, "module", model), cfg)
     return result
 
 

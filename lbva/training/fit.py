@@ -24,12 +24,24 @@ def checkpoint_dir(cfg: LbvaConfig) -> Path:
 
 
 def resolve_resume(cfg: LbvaConfig) -> str | None:
-    """``trainer.resume``: None, 'last' (OUTPUT_DIR/checkpoints/last.ckpt when present) or a path."""
+    """``trainer.resume``: None, 'last' (OUTPUT_DIR/checkpoints/last.ckpt when present) or a path.
+
+    A fresh run (no ``resume``) into an ``output_dir`` that already holds checkpoints is refused: Lightning would
+    write ``last-v1.ckpt`` beside the old run's ``last.ckpt``, and a later ``--resume last`` would pick the old
+    run. Resume it, or give the new run its own ``trainer.output_dir``."""
     r = cfg.trainer.resume
+    ckpts = checkpoint_dir(cfg)
     if r is None:
+        old = sorted(ckpts.glob("*.ckpt")) if ckpts.is_dir() else []
+        if old:
+            raise FileExistsError(
+                f"trainer.output_dir={cfg.trainer.output_dir!r} already holds a run's checkpoints ({old[-1].name}, "
+                f"{len(old)} in all). Continue it with `--resume last` (trainer.resume=last), or start a new run "
+                "with another trainer.output_dir; nothing was overwritten."
+            )
         return None
     if r == "last":
-        last = checkpoint_dir(cfg) / "last.ckpt"
+        last = ckpts / "last.ckpt"
         if last.is_file():
             return str(last)
         logger.info("trainer.resume=last but %s does not exist yet: starting fresh", last)
@@ -108,8 +120,10 @@ def build_trainer(cfg: LbvaConfig, callbacks=(), has_val: bool = False, **overri
         from lightning.pytorch.strategies import FSDPStrategy
 
         strategy = FSDPStrategy(checkpoint_io=AtomicCheckpointIO())
-    ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir(cfg)), filename="step-{step:07d}", every_n_train_steps=t.checkpoint_every_n_steps,
-                           save_last=True, save_top_k=-1, auto_insert_metric_name=False)
+    # one run per output_dir (resolve_resume refuses a second), so no -v1 siblings: last.ckpt is always this run's
+    ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir(cfg)), filename="step-{step:07d}",
+                           every_n_train_steps=t.checkpoint_every_n_steps, save_last=True, save_top_k=-1,
+                           auto_insert_metric_name=False, enable_version_counter=False)
     kwargs = dict(
         max_steps=t.max_steps, max_epochs=-1, precision=t.precision, accelerator=t.accelerator, devices=t.devices,
         num_nodes=t.num_nodes, strategy=strategy, gradient_clip_val=t.grad_clip or None,
@@ -128,12 +142,32 @@ def build_trainer(cfg: LbvaConfig, callbacks=(), has_val: bool = False, **overri
     return L.Trainer(**kwargs)
 
 
+def policy_dir(cfg: LbvaConfig) -> Path:
+    return Path(cfg.trainer.output_dir) / "policy"
+
+
 def fit(cfg: LbvaConfig, model: torch.nn.Module | None = None, loader_factory: LoaderFactory | None = None,
-        val_loader=None, null_text: torch.Tensor | None = None, decoder=None, callbacks=(), **trainer_overrides):
-    """Train ``cfg`` with ``lightning.Trainer``; returns ``(trainer, system)``."""
+        val_loader=None, null_text: torch.Tensor | None = None, decoder=None, callbacks=(), export: bool = True,
+        **trainer_overrides):
+    """Train ``cfg`` with ``lightning.Trainer``; returns ``(trainer, system)``.
+
+    The model's input widths follow the run's latent cache (:func:`lbva.training.export.widths_from_cache`).
+    When training finishes, rank 0 writes the policy folder ``<output_dir>/policy`` (EMA weights when the run
+    keeps them) through :func:`lbva.training.export.export_policy`; ``export=False`` skips it (a caller that
+    exports itself, or a custom ``loader_factory`` without a cache)."""
+    from lbva.training.export import export_policy, widths_from_cache
+
+    if loader_factory is None and model is None:
+        cfg = widths_from_cache(cfg)
+    resume = resolve_resume(cfg)
     L.seed_everything(cfg.trainer.seed, workers=True)
     system = LbvaSystem(cfg, model=model, null_text=null_text, decoder=decoder)
     data = _TrainData(cfg, system, loader_factory, val_loader)
     trainer = build_trainer(cfg, callbacks, has_val=val_loader is not None, **trainer_overrides)
-    trainer.fit(system, datamodule=data, ckpt_path=resolve_resume(cfg))
+    trainer.fit(system, datamodule=data, ckpt_path=resume)
+    if export and not hasattr(system.model, "save_pretrained"):
+        logger.info("no policy folder: the trained %s is not an lbva model", type(system.model).__name__)
+    elif export and trainer.is_global_zero:
+        out = export_policy(policy_dir(cfg), system.export_model(), system.cfg)
+        logger.info("policy folder (%s weights): %s", "EMA" if system.ema is not None else "trained", out)
     return trainer, system

@@ -61,20 +61,31 @@ def step_generators(seed: int, step: int, micro: int, accumulate: int, rank: int
     return sample_generators(seed, first, batch, device)
 
 
+class ResumeMismatchError(ValueError):
+    """A resumed checkpoint that was written with settings this run does not have."""
+
+
+def param_dtype(precision: str) -> torch.dtype:
+    """The dtype parameters are kept in for a Lightning precision: bf16/fp16 only for the ``-true`` modes."""
+    return {"bf16-true": torch.bfloat16, "16-true": torch.float16}.get(precision, torch.float32)
+
+
 def build_training_model(cfg: LbvaConfig) -> torch.nn.Module:
-    """``build_model(cfg.model)``, or the weights of ``cfg.model.init_from`` (a ``save_pretrained`` folder)."""
-    from lbva.models import LingBotVA, build_model
+    """``build_model(cfg.model)``, or the weights of ``cfg.model.init_from`` — any checkpoint
+    :func:`lbva.models.checkpoints.load_pretrained` reads (a released LingBot-VA checkpoint, a LeRobot
+    ``lingbot_va`` folder, a diffusers Wan2.2 folder, an lbva policy or model folder) — with the recipe's run-time
+    settings (kernel, activation checkpointing) and its architecture checked against the checkpoint."""
+    from lbva.models import build_model
 
     if cfg.model.init_from:
-        from pathlib import Path
+        from lbva.models.checkpoints import CheckpointError, checkpoint_kind, load_pretrained
 
-        if not (Path(cfg.model.init_from) / "config.json").is_file():
-            raise FileNotFoundError(
-                f"model.init_from={cfg.model.init_from!r} is not a model folder (config.json + model.safetensors, "
-                "written by save_pretrained); convert a released checkpoint with `lbva model` first"
-            )
-        logger.info("initialising from %s", cfg.model.init_from)
-        return LingBotVA.from_pretrained(cfg.model.init_from)
+        try:
+            kind, folder = checkpoint_kind(cfg.model.init_from)
+        except CheckpointError as e:
+            raise CheckpointError(f"model.init_from={cfg.model.init_from!r}: {e}") from e
+        logger.info("initialising from %s (%s)", folder, kind)
+        return load_pretrained(folder, cfg.model, dtype=param_dtype(cfg.trainer.precision))
     return build_model(cfg.model)
 
 
@@ -100,11 +111,17 @@ class LbvaSystem(L.LightningModule):
         if cfg.trainer.ema_decay is not None:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.trainer.ema_decay), use_buffers=True)
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.trainer.ema_decay),
+                                     use_buffers=True)
+            self.ema.requires_grad_(False)  # averaged, never trained (DDP would wait for its gradients)
         self.val_action_error = ActionChannelError(cfg.model.action_dim)
         self.val_video_error = VideoLatentError()
         self.resumable_loader = None  # set by the launcher: counts consumed batches for exact resume
         self._last_time: float | None = None
+
+    def export_model(self) -> torch.nn.Module:
+        """The weights a policy folder should carry: the EMA average when the run keeps one, else the model."""
+        return self.ema.module if self.ema is not None else self.model
 
     # -- training --------------------------------------------------------------------------------------------
     def forward(self, **kwargs):
@@ -139,8 +156,11 @@ class LbvaSystem(L.LightningModule):
             self.log("train/grad_norm", norm, on_step=True)
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.ema is not None and (batch_idx + 1) % self.cfg.trainer.accumulate_grad_batches == 0:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # here, not in on_train_batch_end: callbacks (the checkpoint among them) run before the module's batch-end
+        # hook, so a checkpoint would hold the average one step behind the weights it was saved with
+        if self.ema is not None:
             self.ema.update_parameters(self.model)
 
     def configure_optimizers(self):
@@ -152,6 +172,13 @@ class LbvaSystem(L.LightningModule):
         checkpoint["lbva_rng"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        has_ema = any(k.startswith("ema.") for k in checkpoint.get("state_dict", {}))
+        if has_ema != (self.ema is not None):
+            raise ResumeMismatchError(
+                f"the checkpoint being resumed {'keeps' if has_ema else 'does not keep'} an EMA of the weights but "
+                f"this run has trainer.ema_decay={self.cfg.trainer.ema_decay}; resume with the run's own settings "
+                f"(trainer.ema_decay={'<the value it used>' if has_ema else 'null'}) or start a new trainer.output_dir"
+            )
         if "lbva_rng" in checkpoint:
             set_rng_states(checkpoint["lbva_rng"])
 

@@ -77,3 +77,13 @@ def test_resolve_embodiment_errors(tmp_path):
     with pytest.raises(ValueError, match=r"shape \(30,\)"):
         resolve_embodiment(EmbodimentConfig(name="aloha", stats_path=str(bad)))
     assert resolve_embodiment(EmbodimentConfig(name="robotwin-aloha-agilex")).stats is not None  # the spec's own stats
+
+
+def test_show_prints_each_limit_rounded_beside_its_dimension(capsys):
+    assert main(["embodiments", "show", "franka"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if " .. " in line}
+    spec = get_embodiment("franka")
+    assert list(rows) == [n for f in spec.action_fields for n in f.dim_names]
+    assert rows["eef_x"] == ["-0.9", "..", "0.9"] and rows["gripper_width"] == ["0", "..", "0.08"]
+    assert "0.8999999" not in out

@@ -179,3 +179,27 @@ def test_camera_image_is_rendered_on_first_read_and_only_for_its_own_step():
         assert len(renders) == 2
     finally:
         eager.close(), lazy.close()
+
+
+@pytest.mark.parametrize("version, works", [("3.1.6", True), ("3.8.1", True), ("3.16.0", True), ("3.17.0", False),
+                                            ("4.0.0", False)])
+def test_a_mujoco_that_breaks_meta_world_is_named_with_the_fix(version, works):
+    """mujoco 3.17 and 4.0 fail inside env.step with a bare numpy broadcast error; the plugin says what to do."""
+    from lbva_metaworld.env import MujocoVersionError, check_mujoco
+
+    if works:
+        check_mujoco(version)
+    else:
+        with pytest.raises(MujocoVersionError, match=r"mujoco>=3.1,<3.17"):
+            check_mujoco(version)
+
+
+def test_the_plugin_distribution_pins_a_mujoco_that_works():
+    """The dependency range the plugin declares admits no mujoco that check_mujoco refuses (3.17 / 4.0 broke it)."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    mujoco = next(Requirement(r) for r in requires("lbva-metaworld") if Requirement(r).name == "mujoco")
+    assert not mujoco.specifier.contains("3.17.0") and not mujoco.specifier.contains("4.0.0")
+    assert mujoco.specifier.contains("3.8.1")

@@ -81,7 +81,9 @@ def test_init_from_loads_saved_weights(tmp_path):
     cfg.model.init_from = str(tmp_path / "nothing")
     import pytest
 
-    with pytest.raises(FileNotFoundError, match="init_from"):
+    from lbva.models.checkpoints import CheckpointError
+
+    with pytest.raises(CheckpointError, match="init_from"):
         build_training_model(cfg)
 
 

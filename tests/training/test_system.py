@@ -138,7 +138,9 @@ def test_fabric_two_processes_equal_one(tmp_path):
     assert a["losses"] == pytest.approx(b["losses"], rel=1e-5)
     for k in a["state"]:
         key_b = k if k in b["state"] else f"module.{k}"
-        assert torch.allclose(a["state"][k], b["state"][key_b], atol=1e-5), k
+        # gloo's all-reduce sums in another order than one process does; Adam's division by sqrt(v) turns those
+        # last-bit gradient differences into ~1e-5 weight differences on near-zero-gradient entries
+        assert torch.allclose(a["state"][k], b["state"][key_b], atol=5e-5), k
 
 
 def test_validation_logs_action_error_per_used_channel(tmp_path):

@@ -61,6 +61,24 @@ INSTRUCTIONS: dict[str, str] = {
 _EXPERT_NAME_EXCEPTIONS = {"peg-insert-side-v3": "SawyerPegInsertionSideV3Policy"}
 
 
+# Meta-World 3.0.0 steps with mujoco 3.1 ... 3.16; from 3.17 on its action mocap write fails with "could not
+# broadcast input array from shape (11,) into shape (12,)" — say what to do instead.
+MUJOCO_WORKS_BELOW = (3, 17)
+
+
+class MujocoVersionError(ValueError):
+    """The installed mujoco cannot run Meta-World 3.0.0."""
+
+
+def check_mujoco(version: str) -> None:
+    parts = tuple(int(x) for x in version.split(".")[:2] if x.isdigit())
+    if parts >= MUJOCO_WORKS_BELOW:
+        raise MujocoVersionError(
+            f"mujoco {version} breaks Meta-World 3.0.0 (env.step fails with 'could not broadcast input array from "
+            "shape (11,) into shape (12,)'); install a version that works: pip install 'mujoco>=3.1,<3.17'"
+        )
+
+
 def available_tasks() -> list[str]:
     """Every Meta-World v3 task name the installed ``metaworld`` provides."""
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
@@ -201,6 +219,7 @@ class MetaWorldEnv:
         import mujoco
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
+        check_mujoco(mujoco.__version__)
         env = ALL_V3_ENVIRONMENTS[self.task]()
         # The goal-observable MT1 setting, with object/goal positions drawn from the env's seeded generator
         # (what Meta-World's MT1 tasks and LeRobot's env do through these same attributes).
