@@ -14,6 +14,10 @@ actions. Real frames go through the video encoder's stream (``encoder.stream()``
 one frame per latent frame, the Wan2.2 VAE (temporal stride 4) takes four and carries its causal convolution
 caches from chunk to chunk, so the history holds exactly the latents training computed for the same frames.
 
+The history the model sees is bounded by the attention window (``inference.window`` / ``window_size``, see
+:class:`~lbva.models.attention.AttentionWindow`): the session's KV cache is sized from it and evicts by it, so
+a long episode runs at a flat cost per chunk. The default is the released model's (attn_window 30).
+
 Modes (``inference.mode``):
 * ``sync`` — predict, execute, observe, predict …; the robot waits for every prediction.
 * ``naive_async`` — while chunk c executes, a background worker predicts c+1 from the *imagined* video of c.

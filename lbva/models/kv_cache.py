@@ -219,7 +219,3 @@ class KVCache:
             return not (c == chunk and (modality is None or m == modality) and (imagined or not imagined_only))
 
         self._remove(keep)
-
-    def evict_before(self, chunk: int) -> None:
-        """Forget every entry of chunks < ``chunk``."""
-        self._remove(lambda tag: tag[0] >= chunk)
