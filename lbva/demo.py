@@ -414,8 +414,14 @@ def _evaluate(cfg, out: Path, variants: list[Variant], tasks, episodes: int, max
     return results
 
 
+def _num(row: dict, key: str) -> float:
+    """A number of a summary row; NaN where it is missing or was stored as null (a strict-JSON NaN)."""
+    value = row.get(key)
+    return float("nan") if value is None else float(value)
+
+
 def _pct(row: dict) -> str:
-    return f"{100 * row.get('success_rate', float('nan')):.0f} % / {row.get('progress', float('nan')):.2f}"
+    return f"{100 * _num(row, 'success_rate'):.0f} % / {_num(row, 'progress'):.2f}"
 
 
 def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_ablations: bool, episodes: int,
@@ -446,15 +452,13 @@ def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_abla
                 s = results[v.label]["summary"]
                 m = s.get("mean", {})
                 lines.append(f"| {label} | `{switch}` | " + " | ".join(_pct(s.get(t, {})) for t in tasks)
-                             + f" | {100 * m.get('success_rate', float('nan')):.0f} % | "
-                               f"{m.get('time_to_finish_s', float('nan')):.2f} | "
-                               f"{1000 * m.get('chunk_latency_s', float('nan')):.0f} |")
+                             + f" | {100 * _num(m, 'success_rate'):.0f} % | {_num(m, 'time_to_finish_s'):.2f} | "
+                               f"{1000 * _num(m, 'chunk_latency_s'):.0f} |")
             lines.append("")
     lines += ["", "## Detail", "", "| variant | task | success rate | progress |", "|---|---|---|---|"]
     for name, rep in results.items():
         for task, row in rep["summary"].items():
-            lines.append(f"| {name} | {task} | {row.get('success_rate', float('nan')):.2f} | "
-                         f"{row.get('progress', float('nan')):.2f} |")
+            lines.append(f"| {name} | {task} | {_num(row, 'success_rate'):.2f} | {_num(row, 'progress'):.2f} |")
     lines += ["", "## Figures", ""]
     if (out / "loss_curves.png").is_file():
         lines += ["![training loss](loss_curves.png)", ""]

@@ -135,8 +135,11 @@ class MaskSpec:
     k_ids: torch.Tensor
     k_noisy: torch.Tensor
     fdm: bool | torch.Tensor = False
-    window: AttentionWindow | None = None
+    window: AttentionWindow | int | None = None  # an int: that many whole chunks
     k_valid: torch.Tensor | None = None
+
+    def __post_init__(self):
+        self.window = as_window(self.window)
 
     @property
     def per_sequence(self) -> bool:
