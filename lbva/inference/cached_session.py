@@ -6,8 +6,10 @@ K latent frames per chunk, h/w latent pixels, N actions per latent frame, A acti
 Each history entry runs once through the model as clean tokens and leaves its keys/values in the cache;
 a velocity query runs only the query chunk's tokens. The text's cross-attention keys/values are computed
 once per prompt. The cache is sized from the session's attention window and evicts by it, so memory and time per
-chunk stay flat over an episode. Gives the same numbers as :class:`~lbva.inference.session.RecomputeSession` (whose
-mask applies the same window) whenever entries are written in chunk order, as the sync loop writes them.
+chunk stay flat over an episode. In the sync loop it gives the numbers of
+:class:`~lbva.inference.session.RecomputeSession` (whose mask applies the same window), with the one exception the
+released server has: under a released window of odd size ≥ 3 the real video of chunk c is written after the action
+query of chunk c evicted the oldest actions that video's mask would still show.
 """
 
 from __future__ import annotations
