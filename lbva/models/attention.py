@@ -19,11 +19,12 @@ the whole batch or one per sequence (a (B,) bool tensor: training mixes forward-
   chunks are counted apart (a noisy action chunk 3, id 7, with size 4 sees the clean actions of chunk 1, id 3,
   but not its video, id 2). At inference the release bounds its KV cache by tokens instead (``attn_window``:
   room for attn_window // 2 chunks, the oldest written group evicted first, also by calls that do not write);
-  in its call order that cache shows exactly the keys this rule admits with size = 2·(attn_window // 2) − 1.
+  in its call order that cache shows the keys this rule admits with size = 2·(attn_window // 2) − 1, except that
+  the real video of chunk c is written after chunk c's action query evicted the oldest actions it would see.
 * ``chunks`` — whole chunks: a key is visible iff its chunk is among the last ``size`` chunks of the query's.
 
-The same window object sizes and evicts the streaming KV cache (:mod:`lbva.models.kv_cache`), so the mask and
-the cache cannot disagree about what a query sees.
+The same window object sizes and evicts the streaming KV cache (:mod:`lbva.models.kv_cache`) and masks each call
+against it, so a cached query never sees more than the rule admits.
 
 :class:`MaskSpec` holds the per-token ids/flags once; :meth:`MaskSpec.dense` renders the boolean mask for SDPA,
 :meth:`MaskSpec.mask_mod` the same predicate for flex attention's block mask, and the flash kernel (cache
