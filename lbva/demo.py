@@ -3,7 +3,7 @@
 1. collect scripted Meta-World demonstrations as a LeRobot dataset,
 2. prepare it: train the embedded VAE on its frames, cache latents, text embeddings and statistics,
 3. train the ``small`` world model from ``lbva/recipes/demo/metaworld.yaml`` (with ``--ablations`` also one model per
-   training switch: no noisy-history augmentation, the mot action stream),
+   training switch: no noisy-history augmentation, the other action stream, no forward-dynamics sequences),
 4. export a policy folder and evaluate it closed loop against baselines (zero, random, the same model with its
    video context removed); with ``--ablations`` also naive and FDM-grounded async and full video denoising,
 5. write ``report.md``: success rate and progress per task and variant, one table per ablation (success, time to
@@ -105,12 +105,26 @@ def ablations(cfg) -> tuple[Ablation, ...]:
     full = full_denoise_steps(inf.video_steps, inf.video_stop_sigma, cfg.objective.video_shift)
     p = cfg.objective.noisy_history_prob
     other = "shared" if cfg.model.layout == "mot" else "mot"
+    fdm = cfg.objective.fdm_prob
+    fdm_other = 0 if fdm > 0 else 0.5
+    fdm_async = Variant("lbva (FDM-grounded async)", infer=(("mode", "fdm_async"),))
+    fdm_switch = f"objective.fdm_prob={fdm_other:g}"
     return (
         Ablation("Control mode", "paper: naive async < FDM-grounded async ≈ sync in success, async finishing sooner", (
             ("sync", "inference.mode=sync", SYNC),
             ("naive async", "inference.mode=naive_async", Variant("lbva (naive async)", infer=(("mode", "naive_async"),))),
-            ("FDM-grounded async", "inference.mode=fdm_async",
-             Variant("lbva (FDM-grounded async)", infer=(("mode", "fdm_async"),))),
+            ("FDM-grounded async", "inference.mode=fdm_async", fdm_async),
+        )),
+        Ablation("Forward-dynamics training", "paper: FDM-grounded async rests on a model trained with forward-dynamics "
+                 "sequences (video chunk c also sees the executed actions of chunk c)", (
+            (f"FDM sequences p = {fdm:g}, sync", f"objective.fdm_prob={fdm:g}", SYNC),
+            (f"FDM sequences p = {fdm:g}, FDM-grounded async", f"objective.fdm_prob={fdm:g} inference.mode=fdm_async",
+             fdm_async),
+            (f"p = {fdm_other:g}, sync", fdm_switch,
+             Variant(f"lbva, fdm_prob {fdm_other:g}", train=(fdm_switch,))),
+            (f"p = {fdm_other:g}, FDM-grounded async", f"{fdm_switch} inference.mode=fdm_async",
+             Variant(f"lbva (FDM-grounded async), fdm_prob {fdm_other:g}", train=(fdm_switch,),
+                     infer=(("mode", "fdm_async"),))),
         )),
         Ablation("Noisy-history augmentation", "paper: training on noisy history makes partial denoising safe", (
             (f"with (p = {p:g})", f"objective.noisy_history_prob={p:g}", SYNC),
@@ -325,14 +339,15 @@ def prediction_strip(system, cfg, video, path: Path, samples: int = 3, seed: int
 
 
 def _loss_curves(runs: dict[str, Path], path: Path) -> Path | None:
-    """Training loss (total, video dynamics, inverse dynamics) of each trained model, from its TensorBoard run."""
+    """Training loss (total, video dynamics, inverse dynamics, forward dynamics) of each trained model, from its
+    TensorBoard run."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tags = ("train/loss", "train/loss_dyn", "train/loss_inv")
+    tags = ("train/loss", "train/loss_dyn", "train/loss_inv", "train/loss_fdm")
     fig, axes = plt.subplots(1, len(tags), figsize=(4 * len(tags), 3), squeeze=False)
     drew = False
     for name, folder in runs.items():
@@ -350,8 +365,9 @@ def _loss_curves(runs: dict[str, Path], path: Path) -> Path | None:
     for ax, tag in zip(axes[0], tags):
         ax.set_title(tag, fontsize=9)
         ax.set_xlabel("step")
-        ax.set_yscale("log")
-        ax.legend(fontsize="small")
+        if ax.lines:
+            ax.set_yscale("log")
+            ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -398,8 +414,14 @@ def _evaluate(cfg, out: Path, variants: list[Variant], tasks, episodes: int, max
     return results
 
 
+def _num(row: dict, key: str) -> float:
+    """A number of a summary row; NaN where it is missing or was stored as null (a strict-JSON NaN)."""
+    value = row.get(key)
+    return float("nan") if value is None else float(value)
+
+
 def _pct(row: dict) -> str:
-    return f"{100 * row.get('success_rate', float('nan')):.0f} % / {row.get('progress', float('nan')):.2f}"
+    return f"{100 * _num(row, 'success_rate'):.0f} % / {_num(row, 'progress'):.2f}"
 
 
 def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_ablations: bool, episodes: int,
@@ -430,15 +452,13 @@ def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_abla
                 s = results[v.label]["summary"]
                 m = s.get("mean", {})
                 lines.append(f"| {label} | `{switch}` | " + " | ".join(_pct(s.get(t, {})) for t in tasks)
-                             + f" | {100 * m.get('success_rate', float('nan')):.0f} % | "
-                               f"{m.get('time_to_finish_s', float('nan')):.2f} | "
-                               f"{1000 * m.get('chunk_latency_s', float('nan')):.0f} |")
+                             + f" | {100 * _num(m, 'success_rate'):.0f} % | {_num(m, 'time_to_finish_s'):.2f} | "
+                               f"{1000 * _num(m, 'chunk_latency_s'):.0f} |")
             lines.append("")
     lines += ["", "## Detail", "", "| variant | task | success rate | progress |", "|---|---|---|---|"]
     for name, rep in results.items():
         for task, row in rep["summary"].items():
-            lines.append(f"| {name} | {task} | {row.get('success_rate', float('nan')):.2f} | "
-                         f"{row.get('progress', float('nan')):.2f} |")
+            lines.append(f"| {name} | {task} | {_num(row, 'success_rate'):.2f} | {_num(row, 'progress'):.2f} |")
     lines += ["", "## Figures", ""]
     if (out / "loss_curves.png").is_file():
         lines += ["![training loss](loss_curves.png)", ""]

@@ -76,7 +76,7 @@ def test_a_finished_run_resumes_without_redoing_phases(quick_demo, monkeypatch):
 
 
 def test_ablations_train_their_switches_and_report_a_table_each(quick_demo, monkeypatch):
-    """--ablations on a finished run: two more models (each with its recipe switch), five more evaluations,
+    """--ablations on a finished run: three more models (each with its recipe switch), seven more evaluations,
     the core variants read back rather than run again, and one report table per ablation."""
     import lbva.eval.rollout as rollout_mod
     from lbva.config import load_config
@@ -98,21 +98,25 @@ def test_ablations_train_their_switches_and_report_a_table_each(quick_demo, monk
                                     "trainer.progress_bar=false"])
     # the core four were evaluated by the fixture's run and are read back
     overrides = sorted(str(dict(f.overrides)) for f in ran)
-    assert len(ran) == 5, overrides
+    assert len(ran) == 7, overrides
     assert {"ablation_train_s", "ablation_eval_s"} <= set(info["timings"])
     for slug, key, value in ((f"model_layout_{other}", ("model", "layout"), other),
-                             ("objective_noisy_history_prob_0", ("objective", "noisy_history_prob"), 0)):
+                             ("objective_noisy_history_prob_0", ("objective", "noisy_history_prob"), 0),
+                             ("objective_fdm_prob_0", ("objective", "fdm_prob"), 0)):
         saved = json.loads((out / "ablations" / slug / "policy" / "lbva_policy.json").read_text())["config"]
         assert saved[key[0]][key[1]] == value
         assert (out / "ablations" / slug / ".trained").is_file()
     by_mode = {dict(f.overrides).get("mode"): f for f in ran}
     assert {"naive_async", "fdm_async"} <= set(by_mode)
+    fdm_runs = [f.path for f in ran if dict(f.overrides).get("mode") == "fdm_async"]
+    assert sorted(fdm_runs) == sorted([str(out / "policy"), str(out / "ablations" / "objective_fdm_prob_0" / "policy")])
     full = next(f for f in ran if dict(f.overrides).get("video_stop_sigma") == 0.0)
     assert dict(full.overrides)["video_steps"] > 3  # full denoising at partial's step size takes more steps
     report = (out / "report.md").read_text()
-    for title in ("### Control mode", "### Noisy-history augmentation", "### Video denoising", "### Action stream"):
+    for title in ("### Control mode", "### Forward-dynamics training", "### Noisy-history augmentation",
+                  "### Video denoising", "### Action stream"):
         assert title in report
     for switch in ("`inference.mode=fdm_async`", "`objective.noisy_history_prob=0`", f"`model.layout={other}`",
-                   "`inference.video_stop_sigma=0"):
+                   "`inference.video_stop_sigma=0", "`objective.fdm_prob=0 inference.mode=fdm_async`"):
         assert switch in report
     assert (out / "prediction.png").is_file()

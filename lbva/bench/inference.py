@@ -3,7 +3,11 @@ video denoising, the websocket server vs an in-process call.
 
 Every ratio compares two measurements taken in the same run on the same input:
 
-* ``latency`` {mode: {history chunks: {p50_ms, p95_ms}}}: one chunk prediction on the ``small`` config;
+* ``latency`` {mode: {history chunks: {p50_ms, p95_ms}}}: one chunk prediction on the ``small`` config, with the
+  default (released) window and with a window of 4 whole chunks;
+* ``long_session`` {window: {chunk: ms}, plus the KV cache's tokens and buffer size}: one session run for 200 chunks
+  (real feedback after each), the chunk latency near chunks 1, 50 and 200 — with the default window, and with a
+  window wider than the session (the history grows: what a cache without a bound does);
 * ``async_vs_sync_idle``: robot idle time per chunk with the naive-async worker / with sync inference, the robot
   paced at the embodiment's control rate (it sleeps out each action's duration — a benchmark, not a test);
 * ``partial_vs_full_denoise``: chunk latency integrating video to ``video_stop_sigma`` / integrating it to σ = 0
@@ -86,6 +90,33 @@ def _chunk_latencies(stack, history: int, repeats: int, **inference) -> list[flo
     return times
 
 
+def _session_latencies(stack, chunks: int, **inference) -> tuple[list[float], dict]:
+    """One session of ``chunks`` chunks with real feedback after each: every chunk's latency, and the KV cache's
+    tokens held, slots and buffer bytes at the end."""
+    spec = stack[2]
+    rng = np.random.default_rng(3)
+    policy = _policy(stack, **inference)
+    policy.reset("bench")
+    actions = policy.predict_action_chunk(_obs(spec, rng))
+    times = []
+    for c in range(1, chunks + 1):
+        k = policy.feedback_frames(c - 1)
+        cams = {cam.key: rng.integers(0, 256, (k, cam.height, cam.width, 3), dtype=np.uint8) for cam in spec.cameras}
+        policy.observe(cams, actions)
+        t0 = time.perf_counter()
+        actions = policy.predict_action_chunk()
+        times.append(time.perf_counter() - t0)
+    cache = policy._session.cache
+    nbytes = sum(t.numel() * t.element_size() for t in (*cache._k, *cache._v))
+    return times, {"tokens_held": cache.size, "capacity_tokens": cache.capacity, "buffer_mb": nbytes / 2**20}
+
+
+def _near(times: list[float], chunk: int) -> float:
+    """Median latency of chunks chunk−1 … chunk+1 (1-based, clipped to the session): one chunk's noise damped."""
+    lo, hi = max(chunk - 2, 0), min(chunk + 1, len(times))
+    return statistics.median(times[lo:hi])
+
+
 def _paced_idle(stack, mode: str, chunks: int) -> float:
     """Mean robot idle seconds per chunk: actions take 1/control_hz each (slept), the policy is waited for."""
     spec = stack[2]
@@ -140,16 +171,28 @@ def run(args: argparse.Namespace) -> int:
     stack = _stack(size, args.embodiment)
     cfg = stack[0]
     results: dict = {"size": size, "embodiment": args.embodiment, "histories": list(histories)}
-    bar = tqdm(total=len(histories) * 2 + 3, desc="lbva bench inference", disable=None)
+    bar = tqdm(total=len(histories) * 2 + 5, desc="lbva bench inference", disable=None)
+    default_window = f"{cfg.inference.window} window {cfg.inference.window_size}"
 
     lat: dict = {}
-    for mode_name, extra in (("sync", {}), ("sync, window 4 chunks", {"window_chunks": 4})):
+    for mode_name, extra in ((f"sync, {default_window}", {}),
+                             ("sync, window 4 chunks", {"window": "chunks", "window_size": 4})):
         lat[mode_name] = {}
         for h in histories:
             t = _chunk_latencies(stack, h, repeats, **extra)
             lat[mode_name][h] = {"p50_ms": 1e3 * float(np.percentile(t, 50)), "p95_ms": 1e3 * float(np.percentile(t, 95))}
             bar.update()
     results["latency"] = lat
+
+    # one long session: flat with the window, growing without one (a chunks window wider than the session)
+    points = (1, 10, 40) if quick else (1, 50, 200)
+    long: dict = {}
+    for name, extra in ((default_window, {}), (f"chunks window {points[-1] + 1} (unbounded here)",
+                                               {"window": "chunks", "window_size": points[-1] + 1})):
+        times, memory = _session_latencies(stack, points[-1], **extra)
+        long[name] = {"chunk_ms": {c: 1e3 * _near(times, c) for c in points}, **memory}
+        bar.update()
+    results["long_session"] = long
 
     # partial (to the stop σ) vs full (to 0 with the same step size in the unshifted grid)
     inf, shift = cfg.inference, cfg.objective.video_shift
@@ -177,6 +220,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'history chunks':>16} " + " ".join(f"{m + ' p50/p95 ms':>30}" for m in lat))
     for h in histories:
         print(f"{h:>16} " + " ".join(f"{lat[m][h]['p50_ms']:>14.1f} / {lat[m][h]['p95_ms']:<13.1f}" for m in lat))
+    print(f"one session of {points[-1]} chunks: latency near chunk " + ", ".join(map(str, points))
+          + f" (ms), last / first, KV cache")
+    for name, row in long.items():
+        ms = row["chunk_ms"]
+        print(f"  {name:<40} " + " ".join(f"{ms[c]:>8.1f}" for c in points)
+              + f"   x{ms[points[-1]] / ms[points[0]]:.2f}   {row['tokens_held']} of {row['capacity_tokens']} tokens, "
+                f"{row['buffer_mb']:.1f} MB")
     print(f"partial_vs_full_denoise  {results['partial_vs_full_denoise']:.3f}  "
           f"({inf.video_steps} steps to σ={inf.video_stop_sigma} vs {full_steps} steps to σ=0)")
     print(f"async_vs_sync_idle       {results['async_vs_sync_idle']:.3f}  "

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         acts = torch.randn(1, Fh + K, N, 30, generator=g).to(dev)
         a_sig = torch.rand(1, Fh + K, generator=g).to(dev)
         with torch.no_grad():
-            cache, tkv = m.new_cache(), m.text_context(text)
+            cache, tkv = m.new_cache((hist + 1) * sum(m.chunk_tokens(2 * h, 2 * h, K, N))), m.text_context(text)
             for c in range(hist):
                 sl = slice(c * K, (c + 1) * K)
                 m.stream(cache, tkv, "video", video[:, :, sl], torch.zeros(1, K, device=dev), c, K, write=(c, "video", False))

@@ -13,8 +13,13 @@ class TrainerConfig:
     max_steps: int = bounded(1000, 1, None, doc="optimizer steps")
     lr: float = bounded(1e-4, 0.0, None, doc="peak learning rate (AdamW)")
     betas: list[float] = documented(factory=lambda: [0.9, 0.999], doc="AdamW betas")
-    weight_decay: float = bounded(0.01, 0.0, None, doc="AdamW weight decay (matrices only; not norms/biases)")
+    weight_decay: float = bounded(0.01, 0.0, None, doc="AdamW weight decay (on weight_decay_params)")
+    weight_decay_params: str = choice("matrices", "matrices", "all",
+                                      doc="matrices: not norms/biases/tables; all: every parameter (the release's)")
     warmup_steps: int = bounded(100, 0, None, doc="linear warm-up from 0 to lr")
+    warmup_start: str = choice("one_step", "one_step", "zero",
+                               doc="one_step: step s runs at (s+1)/warmup·lr; zero: at s/warmup·lr, the first step at "
+                                   "lr 0 (the release's)")
     schedule: str = choice("cosine", "cosine", "constant", doc="after warm-up")
     min_lr_ratio: float = bounded(0.0, 0.0, 1.0, doc="cosine ends at lr·min_lr_ratio")
     grad_clip: float = bounded(2.0, 0.0, None, doc="clip the global grad norm (0 = off)")

@@ -5,7 +5,11 @@ K latent frames per chunk, h/w latent pixels, N actions per latent frame, A acti
 
 Each history entry runs once through the model as clean tokens and leaves its keys/values in the cache;
 a velocity query runs only the query chunk's tokens. The text's cross-attention keys/values are computed
-once per prompt. Gives the same numbers as :class:`~lbva.inference.session.RecomputeSession`.
+once per prompt. The cache is sized from the session's attention window and evicts by it, so memory and time per
+chunk stay flat over an episode. In the sync loop it gives the numbers of
+:class:`~lbva.inference.session.RecomputeSession` (whose mask applies the same window), with the one exception the
+released server has: under a released window of odd size ≥ 3 the real video of chunk c is written after the action
+query of chunk c evicted the oldest actions that video's mask would still show.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from lbva.inference.session import Entry, EntryBook, Modality
+from lbva.models.attention import AttentionWindow
 
 
 def _rep(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -20,13 +25,25 @@ def _rep(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 class CachedSession(EntryBook):
-    def __init__(self, model, chunk_frames: int, video_shape, action_shape, window: int | None = None):
+    """The history in a KV cache sized from ``window`` (or ``capacity`` tokens), evicting by the same window.
+
+    Entries the cache evicts leave :meth:`entries` too; an entry the released rule cut in part stays listed."""
+
+    def __init__(self, model, chunk_frames: int, video_shape, action_shape, window: AttentionWindow | None = None,
+                 capacity: int | None = None):
         super().__init__()
         self.model = model
         self.chunk_frames = chunk_frames
         self.video_shape, self.action_shape = video_shape, action_shape
         self.window = window
-        self.cache = model.new_cache()
+        if capacity is None:
+            if window is None:
+                raise ValueError("a cached session needs an attention window to size its KV cache from, or an explicit "
+                                 "capacity in tokens for the whole history")
+            _, h, w = video_shape
+            capacity = window.capacity_tokens(*model.chunk_tokens(h, w, chunk_frames, action_shape[0]))
+        self.capacity = int(capacity)
+        self.cache = None  # made by set_text, once the number of text rows is known
         self._tkv = None
         self._rows = 0
 
@@ -35,11 +52,17 @@ class CachedSession(EntryBook):
         with torch.no_grad():
             self._tkv = self.model.text_context(rows)
         self._rows = rows.shape[0]
+        self.cache = self.model.new_cache(self.capacity, self.window, rows=self._rows)
 
     def _text_rows(self, r: int):
         if r > self._rows:
             raise ValueError(f"a query with {r} text rows, but the session was prepared with {self._rows}")
         return self._tkv if r == self._rows else [(k[:r], v[:r]) for k, v in self._tkv]
+
+    def _forget_evicted(self) -> None:
+        present = {(c, m) for c, m, _ in self.cache.tags()}
+        for key in [k for k in self._entries if k not in present]:
+            del self._entries[key]
 
     def write(self, entry: Entry) -> None:
         if self._record(entry):  # a rewrite replaces the cached keys/values, never duplicates them
@@ -47,12 +70,8 @@ class CachedSession(EntryBook):
         with torch.no_grad():
             self.model.stream(self.cache, self._tkv, entry.modality, _rep(entry.value, self._rows),
                               _rep(entry.sigma, self._rows), entry.chunk, self.chunk_frames,
-                              write=(entry.chunk, entry.modality, entry.imagined), window=self.window)
-        if self.window is not None:
-            oldest = entry.chunk - self.window + 1
-            self.cache.evict_before(oldest)
-            for k in [k for k in self._entries if k[0] < oldest]:
-                del self._entries[k]
+                              write=(entry.chunk, entry.modality, entry.imagined))
+        self._forget_evicted()
 
     def drop(self, chunk: int, modality: Modality | None = None, imagined_only: bool = True) -> None:
         self.cache.drop(chunk, modality, imagined_only)
@@ -62,5 +81,7 @@ class CachedSession(EntryBook):
     def velocity(self, chunk: int, modality: Modality, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor,
                  fdm: bool = False) -> torch.Tensor:
         r = text.shape[0]
-        return self.model.stream(self.cache, self._text_rows(r), modality, _rep(x, r), _rep(sigma, r), chunk,
-                                 self.chunk_frames, fdm=fdm, window=self.window)
+        u = self.model.stream(self.cache, self._text_rows(r), modality, _rep(x, r), _rep(sigma, r), chunk,
+                              self.chunk_frames, fdm=fdm)
+        self._forget_evicted()  # the released rule evicts for calls that do not write, too
+        return u

@@ -14,6 +14,10 @@ actions. Real frames go through the video encoder's stream (``encoder.stream()``
 one frame per latent frame, the Wan2.2 VAE (temporal stride 4) takes four and carries its causal convolution
 caches from chunk to chunk, so the history holds exactly the latents training computed for the same frames.
 
+The history the model sees is bounded by the attention window (``inference.window`` / ``window_size``, see
+:class:`~lbva.models.attention.AttentionWindow`): the session's KV cache is sized from it and evicts by it, so
+a long episode runs at a flat cost per chunk. The default is the released model's (attn_window 30).
+
 Modes (``inference.mode``):
 * ``sync`` — predict, execute, observe, predict …; the robot waits for every prediction.
 * ``naive_async`` — while chunk c executes, a background worker predicts c+1 from the *imagined* video of c.
@@ -35,10 +39,16 @@ import torch
 
 from lbva.errors import UserError
 from lbva.inference.session import Entry, RecomputeSession
+from lbva.models.attention import AttentionWindow
 
 logger = logging.getLogger(__name__)
 
 MODES = ("sync", "naive_async", "fdm_async")
+
+
+def inference_window(inference) -> AttentionWindow:
+    """The attention window an ``inference`` config section names (shared by the mask and the KV cache)."""
+    return AttentionWindow(inference.window, int(inference.window_size))
 
 
 class PolicyError(UserError, ValueError):
@@ -198,7 +208,7 @@ class Policy:
 
     def _new_session(self, latent_shape):
         C, h, w = latent_shape
-        window = self.config.inference.window_chunks
+        window = inference_window(self.config.inference)
         if self.session_kind == "recompute":
             return RecomputeSession(self.model, self.K, (C, h, w), (self.N, self.A), window=window)
         from lbva.inference.cached_session import CachedSession

@@ -25,6 +25,8 @@ from typing import Literal, Protocol
 
 import torch
 
+from lbva.models.attention import AttentionWindow
+
 Modality = Literal["video", "actions"]
 
 
@@ -80,11 +82,12 @@ class RecomputeSession(EntryBook):
     The history is laid out as the training sequence (a clean copy of every chunk, the query chunk in the
     noisy copy), so the model's own mask decides what the query sees: video chunk c sees clean video and
     actions of chunks < c; action chunk c sees clean video ≤ c and actions < c; with ``fdm`` video chunk c
-    also sees the clean actions of chunk c. History slots of the noisy copy are ignored by the mask.
+    also sees the clean actions of chunk c. History slots of the noisy copy are ignored by the mask, and
+    ``window`` (an :class:`~lbva.models.attention.AttentionWindow`) limits how far back the query sees.
     """
 
     def __init__(self, model, chunk_frames: int, video_shape: tuple[int, int, int], action_shape: tuple[int, int],
-                 window: int | None = None):
+                 window: AttentionWindow | None = None):
         super().__init__()
         self.model = model
         self.chunk_frames = chunk_frames

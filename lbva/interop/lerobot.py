@@ -402,7 +402,7 @@ def _model_section(cfg: dict, problems: list[str]) -> dict:
 def lerobot_to_lbva_config(cfg: dict, spec, wan_root: Path | None, where: Path):
     """An :class:`~lbva.config.LbvaConfig` carrying a LeRobot config's model, encoders and inference settings."""
     from lbva.config import from_dict
-    from lbva.objectives.flow_matching import shift_sigma
+    from lbva.models.attention import AttentionWindow
 
     problems: list[str] = []
     model = _model_section(cfg, problems)
@@ -415,8 +415,7 @@ def lerobot_to_lbva_config(cfg: dict, spec, wan_root: Path | None, where: Path):
         problems.append(why)
     if int(cfg["action_num_inference_steps"]) < 1:
         problems.append(f"action_num_inference_steps {cfg['action_num_inference_steps']} must be >= 1")
-    window = int(cfg["attn_window"]) // 2
-    if window < 1:
+    if int(cfg["attn_window"]) < 2:
         problems.append(f"attn_window {cfg['attn_window']}: LeRobot's cache then holds no chunk (it needs >= 2)")
     if cfg["dtype"] not in ("float32", "bfloat16", "float16"):
         problems.append(f"dtype {cfg['dtype']!r}: allowed 'float32', 'bfloat16', 'float16'")
@@ -440,13 +439,17 @@ def lerobot_to_lbva_config(cfg: dict, spec, wan_root: Path | None, where: Path):
             # LeRobot applies guidance only for scales > 1 (else the conditional prediction alone)
             "video_cfg": float(cfg["guidance_scale"]) if float(cfg["guidance_scale"]) > 1 else 1.0,
             "action_cfg": float(cfg["action_guidance_scale"]) if float(cfg["action_guidance_scale"]) > 1 else 1.0,
-            "window_chunks": window,
+            # LeRobot's cache (attn_window // 2 chunks, the oldest tokens evicted first, as the release's) shows a
+            # query exactly the keys within 2·(attn_window // 2) − 1 frame ids: the released window of that size
+            "window": "released", "window_size": AttentionWindow.from_attn_window(int(cfg["attn_window"])).size,
         },
         "objective": {
             "video_shift": snr, "action_shift": float(cfg["action_snr_shift"]), "loss_weighting": "bsmntw",
             "text_dropout": 0.0,  # LeRobot's training loss never drops the prompt
-            # LeRobot re-noises the clean history with p = 0.5 to σ on its grid up to shift(0.5)
-            "noisy_history_prob": 0.5, "noisy_history_max_sigma": float(shift_sigma(0.5, snr)),
+            # the released training choices LeRobot keeps: per batch with p = 0.5 the history re-noised to σ from the
+            # lower half of the shifted grid; the action loss averaged per frame; a window of 4-64 frame ids
+            "noisy_history_prob": 0.5, "noisy_history": "released", "action_loss": "per_frame",
+            "window": "released", "window_sizes": [4, 64],
         },
         "trainer": {
             "lr": float(cfg["optimizer_lr"]), "betas": [float(b) for b in betas],
@@ -617,13 +620,17 @@ def lbva_to_lerobot_fields(model, config, spec, wan_root: str, dtype: str,
         if v < 1.0:
             setting(f"{name} {v}: LeRobot applies guidance only above 1 (nearest: 1.0)")
             cfgs[name] = 1.0
-    window = inf.window_chunks
-    if window is None:
-        setting("inference.window_chunks=None (unbounded history): LeRobot's KV cache is a fixed window; "
-                "nearest: its default attn_window 30 (15 chunks)")
-        attn_window = 30
+    size = int(inf.window_size)
+    if inf.window == "released" and size % 2:
+        attn_window = size + 1  # exact: LeRobot's cache shows the keys within 2·(attn_window // 2) − 1 = size ids
+    elif inf.window == "released":
+        attn_window = size + 2
+        setting(f"inference.window=released window_size={size}: LeRobot's cache shows an odd number of frame ids "
+                f"(2·(attn_window // 2) − 1); nearest: attn_window {attn_window} ({size + 1} ids)")
     else:
-        attn_window = 2 * int(window)
+        attn_window = 2 * size
+        setting(f"inference.window=chunks window_size={size}: LeRobot's cache counts video and action chunks apart; "
+                f"nearest: attn_window {attn_window} ({size} chunks, and also the actions of the chunk before them)")
     if inf.video_context != "full":
         setting(f"inference.video_context={inf.video_context!r}: LeRobot always feeds the camera")
     if exact or (approx and not approximate):

@@ -1,78 +1,216 @@
-"""The KV cache of a streaming session: per-layer keys/values of clean history tokens, tagged by entry.
+"""The KV cache of a streaming session: per-layer keys/values of clean history tokens, in one preallocated buffer.
 
-Axis legend: B batch (CFG rows), S cached tokens, Hh heads, Dh head dim.
+Axis legend: R batch rows (CFG rows), S key slots, Hh heads, Dh head dim, L tokens of one call.
 
-An entry is one (chunk, modality, imagined) of history; entries can be dropped (imagined video replaced by
-the real observation) and the cache windowed to the last W chunks. Storage is one preallocated buffer per
-layer (capacity grows by doubling), so a query reads a contiguous view ``[:, :S]`` — no gather, no
-concatenation of the whole pool per layer per call; dropping an entry compacts the later ones in place.
+Storage is one buffer per layer of ``capacity`` token slots, allocated once (heads first, (R, Hh, capacity, Dh),
+so that a slot range is a view SDPA reads without a copy). Nothing is ever moved: a call reserves the lowest free
+slots, writes its own keys/values there, and attends over the slots in place — the free ones hidden by the mask;
+a writing call then keeps its slots as an *entry* (tagged ``(chunk, modality, imagined)``), a query call gives
+them back. Dropping or evicting an entry frees its slots for later calls (the released server's slot allocator,
+minus its per-layer gather of the valid slots).
+
+Eviction follows the cache's :class:`~lbva.models.attention.AttentionWindow`, before every call that needs room,
+whether it writes or not:
+
+* ``released`` — the release's rule: the oldest written tokens go first, as many as the call needs (a group is
+  cut from its first token when only part of it must go);
+* ``chunks`` — entries of chunks the call cannot see any more (older than ``size`` chunks), oldest first;
+* no window — nothing is evicted, and a call that does not fit is refused.
+
+The capacity comes from the window (:meth:`AttentionWindow.capacity_tokens`), so memory and per-call work stay
+flat however long the episode runs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+from lbva.models.attention import AttentionWindow
+
+
+class CacheFullError(ValueError):
+    """A call needs more room than the cache can make under its window."""
+
+
+@dataclass
+class _Entry:
+    tag: tuple  # (chunk, modality, imagined)
+    slots: torch.Tensor  # (n,) physical slots in token order (CPU, int64)
+
+
+def _index(slots: torch.Tensor):
+    """A slice when the slots are one contiguous run (a view write), else the index tensor."""
+    first, n = int(slots[0]), slots.numel()
+    if int(slots[-1]) - first + 1 == n:
+        return slice(first, first + n)
+    return slots
+
+
+class CacheCall:
+    """One model call against the cache: the slots it holds and the key layout its mask reads.
+
+    ``key_ids`` / ``key_noisy`` / ``key_valid`` (S,) describe slots [0, S): committed history (clean), this call's
+    own tokens (its ids and noisy flags), and free slots (invalid)."""
+
+    def __init__(self, cache: "KVCache", slots: torch.Tensor, extent: int, ids: torch.Tensor, noisy: torch.Tensor,
+                 rows: int):
+        self.cache, self.slots, self.extent, self.rows = cache, slots, extent, rows
+        self.ids = ids
+        self._where = _index(slots)
+        dev = ids.device
+        key_ids = cache._ids[:extent].clone()
+        key_noisy = torch.zeros(extent, dtype=torch.bool)
+        key_valid = cache._used[:extent].clone()
+        key_ids[self._where] = ids.cpu()
+        key_noisy[self._where] = noisy.cpu()
+        key_valid[self._where] = True
+        self.key_ids, self.key_noisy, self.key_valid = key_ids.to(dev), key_noisy.to(dev), key_valid.to(dev)
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this call's k/v (R, L, Hh, Dh) of ``layer`` into its slots; return the keys/values to attend over,
+        (R, S, Hh, Dh) views of the buffer (no copy). No gradient flows into the cache."""
+        kbuf, vbuf = self.cache._buffers(layer, k)
+        r = k.shape[0]
+        kbuf[:r, :, self._where] = k.detach().transpose(1, 2)
+        vbuf[:r, :, self._where] = v.detach().transpose(1, 2)
+        return kbuf[:r, :, : self.extent].transpose(1, 2), vbuf[:r, :, : self.extent].transpose(1, 2)
 
 
 class KVCache:
-    def __init__(self, num_layers: int, capacity: int = 0):
-        self.num_layers = num_layers
-        self._capacity = capacity
-        self._k: list[torch.Tensor] = []  # per layer (B, capacity, Hh, Dh)
-        self._v: list[torch.Tensor] = []
-        self._ids: torch.Tensor | None = None  # (capacity,)
-        self._entries: list[list] = []  # [tag, start, length]
-        self._size = 0
+    """Per-layer K/V of a session's history in ``capacity`` preallocated token slots, evicted by ``window``."""
 
+    def __init__(self, num_layers: int, capacity: int, window: AttentionWindow | None = None, rows: int | None = None):
+        if int(capacity) < 1:
+            raise ValueError(f"KV cache capacity must be >= 1 token, got {capacity}; size it from the window "
+                             "(AttentionWindow.capacity_tokens) or from the tokens the history will hold")
+        if window is not None and torch.is_tensor(window.size):
+            raise ValueError("a KV cache takes one window; per-sequence windows exist only in training")
+        self.num_layers, self.capacity, self.window, self.rows = num_layers, int(capacity), window, rows
+        self._k: list[torch.Tensor] = []  # per layer (R, Hh, capacity, Dh)
+        self._v: list[torch.Tensor] = []
+        self._ids = torch.full((self.capacity,), -1, dtype=torch.int64)  # chunk id of each committed slot
+        self._used = torch.zeros(self.capacity, dtype=torch.bool)  # slots holding a committed token
+        self._entries: list[_Entry] = []  # oldest written first
+        self._extent = 0  # slots [0, extent) have held a token; calls attend over them
+
+    # ---------------------------------------------------------------------------------------------- inspection
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _grow(self, need: int, like_k: torch.Tensor, like_ids: torch.Tensor) -> None:
-        if self._k and need <= self._k[0].shape[1]:
-            return
-        cap = max(need, 2 * (self._k[0].shape[1] if self._k else 0), self._capacity)
-        B, _, Hh, Dh = like_k.shape
-        new_k = [like_k.new_empty(B, cap, Hh, Dh) for _ in range(self.num_layers)]
-        new_v = [like_k.new_empty(B, cap, Hh, Dh) for _ in range(self.num_layers)]
-        new_ids = like_ids.new_empty(cap)
-        if self._size:
-            for i in range(self.num_layers):
-                new_k[i][:, : self._size] = self._k[i][:, : self._size]
-                new_v[i][:, : self._size] = self._v[i][:, : self._size]
-            new_ids[: self._size] = self._ids[: self._size]
-        self._k, self._v, self._ids = new_k, new_v, new_ids
+    @property
+    def size(self) -> int:
+        """Committed tokens."""
+        return int(self._used.sum())
 
-    def append(self, layer_kv, ids: torch.Tensor, tag: tuple) -> None:
-        """layer_kv: per layer (k, v) of shape (B, L, Hh, Dh); ids (L,); tag (chunk, modality, imagined)."""
-        if len(layer_kv) != self.num_layers:
-            raise ValueError(f"append got K/V of {len(layer_kv)} layers, the cache has {self.num_layers}")
-        L = ids.shape[0]
-        if self._k and layer_kv[0][0].shape[0] != self._k[0].shape[0]:
-            raise ValueError(f"append got {layer_kv[0][0].shape[0]} batch rows, the cache holds {self._k[0].shape[0]}")
-        self._grow(self._size + L, layer_kv[0][0], ids)
-        s = self._size
-        with torch.no_grad():
-            for i, (k, v) in enumerate(layer_kv):
-                self._k[i][:, s : s + L] = k
-                self._v[i][:, s : s + L] = v
-            self._ids[s : s + L] = ids
-        self._entries.append([tag, s, L])
-        self._size += L
+    def tags(self) -> list[tuple]:
+        return [e.tag for e in self._entries]
+
+    def entry_tokens(self) -> list[int]:
+        """Tokens each entry still holds (an entry partly evicted by the released rule holds fewer)."""
+        return [e.slots.numel() for e in self._entries]
+
+    @property
+    def ids(self) -> torch.Tensor:
+        """(S,) chunk ids of the committed tokens, oldest entry first."""
+        if not self._entries:
+            return torch.zeros(0, dtype=torch.int64)
+        return torch.cat([self._ids[e.slots] for e in self._entries])
+
+    def history(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k, v) of ``layer``'s committed tokens, (R, S, Hh, Dh), oldest entry first — a gather for tests and
+        inspection; calls attend over the buffer in place."""
+        if not self._entries:
+            raise ValueError("the cache holds no entry")
+        order = torch.cat([e.slots for e in self._entries]).to(self._k[layer].device)
+        return (self._k[layer].index_select(2, order).transpose(1, 2),
+                self._v[layer].index_select(2, order).transpose(1, 2))
+
+    # ---------------------------------------------------------------------------------------------- calls
+    def open(self, ids: torch.Tensor, noisy: torch.Tensor, chunk: int, rows: int) -> CacheCall:
+        """Make room for a call of ``ids`` (L,) tokens of ``chunk`` with ``rows`` batch rows (evicting as the window
+        says), reserve the lowest free slots and return the call."""
+        L = int(ids.numel())
+        if self.rows is not None and rows > self.rows:
+            raise ValueError(f"a call with {rows} batch rows, but the cache holds {self.rows}")
+        if L > self.capacity:
+            raise CacheFullError(f"a call of {L} tokens does not fit a KV cache of {self.capacity} tokens; "
+                                 "size the cache from the window (AttentionWindow.capacity_tokens)")
+        self._make_room(L, chunk)
+        slots = (~self._used).nonzero().squeeze(1)[:L]
+        extent = max(self._extent, int(slots[-1]) + 1)
+        return CacheCall(self, slots, extent, ids, noisy, rows)
+
+    def close(self, call: CacheCall, tag: tuple | None = None) -> None:
+        """Keep the call's tokens as an entry tagged ``tag`` (a write), or give its slots back (``tag=None``)."""
+        if tag is None:
+            return
+        if self.rows is not None and call.rows != self.rows:
+            raise ValueError(f"a write with {call.rows} batch rows, but the cache holds {self.rows}: every row "
+                             "of the history must be written")
+        self.rows = call.rows
+        self._used[call.slots] = True
+        self._ids[call.slots] = call.ids.cpu()
+        self._entries.append(_Entry(tuple(tag), call.slots))
+        self._extent = call.extent
+
+    def _buffers(self, layer: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self._k:
+            rows = self.rows if self.rows is not None else like.shape[0]
+            _, _, Hh, Dh = like.shape
+            shape = (rows, Hh, self.capacity, Dh)
+            self._k = [like.new_zeros(shape) for _ in range(self.num_layers)]
+            self._v = [like.new_zeros(shape) for _ in range(self.num_layers)]
+            self.rows = rows
+        if like.shape[0] > self._k[layer].shape[0]:
+            raise ValueError(f"a call with {like.shape[0]} batch rows, but the cache holds {self._k[layer].shape[0]}")
+        return self._k[layer], self._v[layer]
+
+    # ---------------------------------------------------------------------------------------------- forgetting
+    def _free(self, slots: torch.Tensor) -> None:
+        self._used[slots] = False
+        self._ids[slots] = -1
 
     def _remove(self, keep) -> None:
-        """Keep the entries for which ``keep(tag)`` is true, compacting storage in place (order preserved)."""
-        write = 0
         kept = []
-        for tag, start, L in self._entries:
-            if not keep(tag):
-                continue
-            if start != write:
-                for i in range(self.num_layers):  # clone: source and destination may overlap
-                    self._k[i][:, write : write + L] = self._k[i][:, start : start + L].clone()
-                    self._v[i][:, write : write + L] = self._v[i][:, start : start + L].clone()
-                self._ids[write : write + L] = self._ids[start : start + L].clone()
-            kept.append([tag, write, L])
-            write += L
-        self._entries, self._size = kept, write
+        for e in self._entries:
+            if keep(e.tag):
+                kept.append(e)
+            else:
+                self._free(e.slots)
+        self._entries = kept
+
+    def _make_room(self, need: int, chunk: int) -> None:
+        short = need - (self.capacity - self.size)
+        if short <= 0:
+            return
+        w = self.window
+        if w is not None and w.kind == "released":  # the oldest written tokens, exactly as many as needed
+            while short > 0:
+                e = self._entries[0]
+                cut = min(short, e.slots.numel())
+                self._free(e.slots[:cut])
+                e.slots = e.slots[cut:]
+                if not e.slots.numel():
+                    self._entries.pop(0)
+                short -= cut
+            return
+        if w is not None:  # chunks: only what this call can no longer see, oldest first
+            oldest_visible = chunk - int(w.size) + 1
+            for e in [e for e in self._entries if e.tag[0] < oldest_visible]:
+                if short <= 0:
+                    break
+                self._entries.remove(e)
+                self._free(e.slots)
+                short -= e.slots.numel()
+        if short > 0:
+            raise CacheFullError(
+                f"the KV cache of {self.capacity} tokens holds {self.size} and a call of chunk {chunk} needs {need}: "
+                + ("nothing older than its window is left to evict; make the capacity cover the window "
+                   "(AttentionWindow.capacity_tokens)" if w is not None else
+                   "it has no window to evict by; give it a window or a capacity for the whole history")
+            )
 
     def drop(self, chunk: int, modality: str | None = None, imagined_only: bool = True) -> None:
         """Forget the entries of ``chunk`` (of one modality, or both); by default only imagined ones."""
@@ -81,37 +219,3 @@ class KVCache:
             return not (c == chunk and (modality is None or m == modality) and (imagined or not imagined_only))
 
         self._remove(keep)
-
-    def evict_before(self, chunk: int) -> None:
-        """Sliding window: forget every entry of chunks < ``chunk``."""
-        self._remove(lambda tag: tag[0] >= chunk)
-
-    def tags(self) -> list[tuple]:
-        return [tag for tag, _, _ in self._entries]
-
-    @property
-    def ids(self) -> torch.Tensor:
-        """(S,) chunk ids of the cached tokens."""
-        return self._ids[: self._size]
-
-    def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(k, v) of layer ``i``, each a view (B, S, Hh, Dh)."""
-        return self._k[i][:, : self._size], self._v[i][:, : self._size]
-
-    def rows(self, n: int) -> "_RowView":
-        return _RowView(self, n)
-
-
-class _RowView:
-    """The first ``n`` batch rows of a cache (the conditional row of a CFG pair)."""
-
-    def __init__(self, cache: KVCache, n: int):
-        self._cache, self._n = cache, n
-
-    @property
-    def ids(self) -> torch.Tensor:
-        return self._cache.ids
-
-    def layer(self, i: int):
-        k, v = self._cache.layer(i)
-        return k[: self._n], v[: self._n]

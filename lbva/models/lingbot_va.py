@@ -25,7 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from lbva.config.model import DEFAULT_MAX_PARAMETERS
 from lbva.errors import UserError
-from lbva.models.attention import Attend, MaskSpec
+from lbva.models.attention import Attend, AttentionWindow, MaskSpec, as_window
 
 
 @dataclass
@@ -293,15 +293,16 @@ class LingBotVA(nn.Module):
 
     Streaming API (one modality per call, like the released model's inference)::
 
-        cache = model.new_cache()                      # per-layer K/V of clean history, tagged entries
+        window = AttentionWindow("released", 29)       # or None, or AttentionWindow("chunks", W)
+        cache = model.new_cache(window.capacity_tokens(*model.chunk_tokens(h, w, K, N)), window)
         tkv = model.text_context(text)                 # per-layer text K/V, once per prompt
         u = model.stream(cache, tkv, "video", x, sigma, chunk=c, chunk_size=K)          # velocity, no write
         model.stream(cache, tkv, "video", x0, zeros, chunk=c, chunk_size=K, write=(c, "video", imagined))
         cache.drop(c, "video")                         # forget imagined entries of chunk c
-        cache.evict_before(c - W + 1)                  # sliding window of W chunks
 
-    A query attends to its own tokens plus every cached entry allowed by the mask (DESIGN §2), so streaming
-    chunk by chunk gives the numbers of the full masked :meth:`forward`.
+    A query attends to its own tokens plus every cached entry allowed by the mask (DESIGN §2) under the cache's
+    window, in place in the cache's buffer; the cache evicts by the same window. Streaming chunk by chunk gives
+    the numbers of the full masked :meth:`forward` with that window.
     """
 
     def __init__(self, arch: ArchConfig, config=None, max_parameters: int | None = None):
@@ -403,10 +404,11 @@ class LingBotVA(nn.Module):
         return self.blocks[i], (self.action_blocks[i] if self.action_blocks is not None else self.blocks[i])
 
     def _layer(self, i: int, which: tuple[int, ...], xs: list[torch.Tensor], mods: list[torch.Tensor], ropes, text_kv,
-               attend, past):
+               attend, cache_call):
         """One joint layer: each stream (video, actions — or one in ``shared``) projects its own Q/K/V, one
         attention call runs over the concatenation under the mask, and each stream takes its part back.
-        ``which[s]``: the expert (0 video, 1 actions) of stream ``s``."""
+        ``which[s]``: the expert (0 video, 1 actions) of stream ``s``. With ``cache_call`` the new keys/values
+        go into the KV cache's buffer and the call attends over the history there, in place."""
         both = self._experts(i)
         experts = [both[w] for w in which]
         qkv, es = [], []
@@ -415,14 +417,15 @@ class LingBotVA(nn.Module):
             qkv.append(t)
             es.append(e)
         q, k, v = (torch.cat([t[j] for t in qkv], 1) if len(qkv) > 1 else qkv[0][j] for j in range(3))
-        kk, vv = (k, v) if past is None else (torch.cat([past[0], k], 1), torch.cat([past[1], v], 1))
-        o = attend(q, kk, vv)
+        if cache_call is not None:
+            k, v = cache_call.store(i, k, v)  # (B, S, Hh, Dh) views over the cache's slots, this call's included
+        o = attend(q, k, v)
         outs = o.split([x.shape[1] for x in xs], 1)
-        new = [experts[s].post_attention(x, outs[s], es[s], text_kv) for s, x in enumerate(xs)]
-        return new, (k, v)
+        return [experts[s].post_attention(x, outs[s], es[s], text_kv) for s, x in enumerate(xs)]
 
-    def _run(self, segments: list[_Segment], text_kv, fdm: bool, window: int | None, past=None):
-        """The one layer loop over the segments (grouped into streams); ``past`` holds history K/V per layer."""
+    def _run(self, segments: list[_Segment], text_kv, fdm, window: AttentionWindow | None, cache_call=None):
+        """The one layer loop over the segments (grouped into streams); ``cache_call`` reads and extends the
+        history in a KV cache."""
         mot = self.action_blocks is not None
         streams = [[s for s in segments if s.kind == "video"], [s for s in segments if s.kind == "actions"]] if mot \
             else [segments]
@@ -440,22 +443,17 @@ class LingBotVA(nn.Module):
             mods.append(torch.cat([m for _, m in tm], 1))
             ang = rope_angles(torch.cat([s.pos for s in st]), self._freqs)
             ropes.append((ang.cos(), ang.sin()))
-        if past is not None and past.layer(0)[0].shape[0] != xs[0].shape[0]:
-            past = past.rows(xs[0].shape[0])  # e.g. a conditional-only call against a cache holding CFG rows
-        if past is None:
-            k_ids, k_noisy = ids, noisy
+        if cache_call is None:
+            spec = MaskSpec(ids, noisy, ids, noisy, fdm=fdm, window=window)
         else:
-            k_ids = torch.cat([past.ids, ids])
-            k_noisy = torch.cat([torch.zeros_like(past.ids, dtype=torch.bool), noisy])
-        attend = Attend(MaskSpec(ids, noisy, k_ids, k_noisy, fdm=fdm, window=window), self.attn_kernel)
-        new_kv = []
+            spec = MaskSpec(ids, noisy, cache_call.key_ids, cache_call.key_noisy, fdm=fdm, window=window,
+                            k_valid=cache_call.key_valid)
+        attend = Attend(spec, self.attn_kernel)
         for i in range(len(self.blocks)):
-            layer_past = None if past is None else past.layer(i)
-            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
-                xs, kv = checkpoint(self._layer, i, which, xs, mods, ropes, text_kv[i], attend, layer_past, use_reentrant=False)
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled() and cache_call is None:
+                xs = checkpoint(self._layer, i, which, xs, mods, ropes, text_kv[i], attend, None, use_reentrant=False)
             else:
-                xs, kv = self._layer(i, which, xs, mods, ropes, text_kv[i], attend, layer_past)
-            new_kv.append(kv)
+                xs = self._layer(i, which, xs, mods, ropes, text_kv[i], attend, cache_call)
         outs = []
         for s, (x, t) in enumerate(zip(xs, temb)):
             act = mot and streams[s][0].kind == "actions"
@@ -467,7 +465,7 @@ class LingBotVA(nn.Module):
         for st, x in zip(streams, outs):
             for s, part in zip(st, x.split([s.tokens.shape[1] for s in st], 1)):
                 per_seg[id(s)] = part
-        return [per_seg[id(s)] for s in segments], new_kv
+        return [per_seg[id(s)] for s in segments]
 
     def _video_out(self, x: torch.Tensor, shape) -> torch.Tensor:
         B, C, F_, H, W = shape
@@ -480,14 +478,24 @@ class LingBotVA(nn.Module):
     # ---- training / reference forward
     def forward(self, noisy_video=None, video_sigma=None, noisy_actions=None, action_sigma=None, text=None,
                 clean_video=None, clean_video_sigma=None, clean_actions=None, chunk_size: int = 1,
-                window: int | None = None, fdm: bool = False) -> ModelOutput:
-        """Velocities u = ε − x0 of the noisy copies, under the chunk-causal mask (interfaces.md §2)."""
+                window: AttentionWindow | int | None = None, fdm: bool | torch.Tensor = False) -> ModelOutput:
+        """Velocities u = ε − x0 of the noisy copies, under the chunk-causal mask (interfaces.md §2).
+
+        ``window``: an :class:`~lbva.models.attention.AttentionWindow` (its size may be a (B,) tensor, one per
+        sequence), an int (whole chunks) or None. ``fdm``: one flag, or a (B,) bool tensor marking the sequences
+        whose video chunks also see their own chunk's clean actions (forward dynamics)."""
         if text is None:
             raise ValueError("forward needs text embeddings (B, Lt, Dt); use zeros for an unconditional call")
         if noisy_video is None and noisy_actions is None:
             raise ValueError("forward needs noisy_video and/or noisy_actions: there is nothing to predict")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        window = as_window(window)
+        B = text.shape[0]
+        for name, value in (("fdm", fdm), ("window size", None if window is None else window.size)):
+            if torch.is_tensor(value) and tuple(value.shape) != (B,):
+                raise ValueError(f"a per-sequence {name} must have one entry per sequence, shape ({B},); "
+                                 f"got {tuple(value.shape)}")
         segs: list[_Segment] = []
         def zeros(x):
             return torch.zeros(x.shape[0], x.shape[2] if x.ndim == 5 else x.shape[1], device=x.device)
@@ -499,7 +507,7 @@ class LingBotVA(nn.Module):
             segs.append(self._action_tokens(noisy_actions, action_sigma, 0, chunk_size, True))
         if clean_actions is not None:
             segs.append(self._action_tokens(clean_actions, zeros(clean_actions), 0, chunk_size, False))
-        hs, _ = self._run(segs, self.text_context(text), fdm, window)
+        hs = self._run(segs, self.text_context(text), fdm, window)
         out = ModelOutput()
         for s, h in zip(segs, hs):
             if s.noisy and s.kind == "video":
@@ -509,25 +517,39 @@ class LingBotVA(nn.Module):
         return out
 
     # ---- streaming (one modality per call, history in a KV cache)
-    def new_cache(self) -> "KVCache":
+    def chunk_tokens(self, height: int, width: int, chunk_frames: int, actions_per_frame: int) -> tuple[int, int]:
+        """(video, action) tokens of one chunk of ``chunk_frames`` latent frames of height × width."""
+        p = self.arch.patch_size
+        return chunk_frames * (height // p[1]) * (width // p[2]), chunk_frames * actions_per_frame
+
+    def new_cache(self, capacity: int, window: AttentionWindow | int | None = None,
+                  rows: int | None = None) -> "KVCache":
+        """A KV cache of ``capacity`` token slots (see :meth:`AttentionWindow.capacity_tokens`) evicting by
+        ``window``; ``rows`` batch rows (1, or 2 with classifier-free guidance; the first write decides if None)."""
         from lbva.models.kv_cache import KVCache
 
-        return KVCache(len(self.blocks))
+        return KVCache(len(self.blocks), capacity, as_window(window), rows)
 
     def stream(self, cache, text_kv, modality: str, x: torch.Tensor, sigma: torch.Tensor, chunk: int,
-               chunk_size: int, write: tuple | None = None, fdm: bool = False, window: int | None = None) -> torch.Tensor:
-        """Velocity for one chunk of one modality, attending to the cache and to itself.
+               chunk_size: int, write: tuple | None = None, fdm: bool = False) -> torch.Tensor:
+        """Velocity for one chunk of one modality, attending to the cache and to itself under the cache's window.
 
         ``x``: video (B, C, K, H, W) or actions (B, K, N, A) of chunk ``chunk``; σ (B, K). With ``write`` a tag
         ``(chunk, modality, imagined)``, the tokens are clean history: they attend as clean tokens, and their
-        per-layer K/V are appended to ``cache`` under that tag."""
+        per-layer K/V stay in ``cache`` under that tag. Every call, writing or not, first lets the cache evict
+        what its window says to make room for the call's tokens."""
+        if modality not in ("video", "actions"):
+            raise ValueError(f"modality {modality!r} is unknown; choose 'video' or 'actions'")
         f0 = chunk * chunk_size
         noisy = write is None
         seg = (self._video_tokens if modality == "video" else self._action_tokens)(x, sigma, f0, chunk_size, noisy)
-        past = cache if len(cache) else None
-        (h,), new_kv = self._run([seg], text_kv, fdm, window, past=past)
-        if write is not None:
-            cache.append(new_kv, seg.ids, write)
+        call = cache.open(seg.ids, torch.full_like(seg.ids, noisy, dtype=torch.bool), chunk, rows=x.shape[0])
+        try:
+            (h,) = self._run([seg], text_kv, fdm, cache.window, cache_call=call)
+        except BaseException:
+            cache.close(call)  # give the slots back
+            raise
+        cache.close(call, write)
         if modality == "video":
             return self._video_out(h, x.shape)
         return self.action_proj_out(h).reshape(x.shape)

@@ -5,8 +5,14 @@ frame, A action dim (30 unified slots), Lt text tokens, Dt text width.
 
 One :class:`FlowMatchingObjective` call draws per-latent-frame σ for video and actions (separate
 shifts), noises both, builds the teacher-forcing clean copy (optionally re-noised: noisy-history
-augmentation), drops the text for some samples (classifier-free guidance), runs the model once (and a
-second time with ``fdm=True`` when L_fdm has weight) and returns the weighted sum with every term.
+augmentation), drops the text for some samples (classifier-free guidance), picks per sequence whether it is
+trained as forward dynamics (``fdm_prob``: its video chunks also see their own chunk's clean actions, as the
+paper's asynchronous post-training does) or as inverse dynamics, draws per sequence a training attention window
+when the recipe sets one, runs the model once and returns the weighted sum with every term.
+
+The terms add up to the loss: ``loss_dyn`` / ``loss_fdm`` are the video losses of the inverse- / forward-dynamics
+sequences, each summed over its sequences and divided by the batch size (so with ``fdm_prob = 0`` ``loss_dyn`` is
+the plain batch mean), ``loss_inv`` the action loss of every sequence.
 
 Unused action channels (False everywhere in ``action_mask`` for a sample) are zeroed in every action
 tensor the model sees — clean copy, data and noise — so their values can change neither loss nor gradient.
@@ -18,7 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lbva.objectives.flow_matching import FlowMatchingSchedule, interpolate, target_velocity
+from lbva.models.attention import AttentionWindow
+from lbva.objectives.flow_matching import FlowMatchingSchedule, interpolate, shift_sigma, target_velocity
 
 REQUIRED_KEYS = ("video", "actions", "action_mask", "text", "chunk_size")
 
@@ -89,10 +96,25 @@ def draw(kind: str, per_sample: tuple[int, ...], batch: int, generator, device, 
     return torch.stack([fn(per_sample, generator=g, device=device, dtype=dtype) for g in generator])
 
 
+def draw_batch(kind: str, shape: tuple[int, ...], generator, device, dtype=torch.float32) -> torch.Tensor:
+    """One draw for the whole micro-batch (the released training code decides some things per batch); with
+    per-sample generators it comes from the first sample's."""
+    g = generator[0] if isinstance(generator, (list, tuple)) else generator
+    fn = torch.randn if kind == "randn" else torch.rand
+    return fn(shape, generator=g, device=device, dtype=dtype)
+
+
 def sample_generators(base_seed: int, first_index: int, count: int, device=None) -> list[torch.Generator]:
-    """One generator per sample, seeded by the sample's global index within a run."""
+    """One generator per sample, seeded by (``base_seed``, the sample's global index within a run).
+
+    The two are mixed into one 32-bit seed by numpy's SeedSequence: torch's CPU generator keeps only the low 32 bits
+    of a seed, so a base seed shifted above them (as an earlier version did) left every run with the same noise."""
+    import numpy as np
+
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    return [torch.Generator(device=dev).manual_seed((int(base_seed) << 40) + first_index + j) for j in range(count)]
+    return [torch.Generator(device=dev).manual_seed(int(np.random.SeedSequence([int(base_seed), first_index + j])
+                                                        .generate_state(1)[0]))
+            for j in range(count)]
 
 
 class FlowMatchingObjective:
@@ -103,6 +125,22 @@ class FlowMatchingObjective:
         self.video = FlowMatchingSchedule(cfg.video_shift, cfg.loss_weighting, cfg.num_train_timesteps)
         self.action = FlowMatchingSchedule(cfg.action_shift, cfg.loss_weighting, cfg.num_train_timesteps)
         self.null_text = null_text  # (Lt, Dt) or None → zeros
+        if cfg.fdm_weight is not None and cfg.fdm_prob == 0:
+            raise ValueError(
+                f"objective.fdm_weight={cfg.fdm_weight} weighs the forward-dynamics loss, but objective.fdm_prob is 0, "
+                "so no sequence is trained with the forward-dynamics mask: set objective.fdm_prob (the share of such "
+                "sequences, e.g. 0.5) or drop fdm_weight"
+            )
+        self.fdm_weight = cfg.dyn_weight if cfg.fdm_weight is None else cfg.fdm_weight
+        if cfg.window != "none":
+            sizes = list(cfg.window_sizes)
+            if len(sizes) != 2 or not all(isinstance(x, int) for x in sizes) or not 1 <= sizes[0] <= sizes[1]:
+                raise ValueError(f"objective.window_sizes={sizes}: it must be [lo, hi], integers with 1 <= lo <= hi "
+                                 "(the released recipe draws from [4, 64])")
+        if cfg.noisy_history not in ("uniform", "released"):
+            raise ValueError(f"objective.noisy_history={cfg.noisy_history!r}: allowed 'uniform', 'released'")
+        if cfg.action_loss not in ("per_token", "per_frame"):
+            raise ValueError(f"objective.action_loss={cfg.action_loss!r}: allowed 'per_token', 'per_frame'")
 
     def __call__(self, model, batch: dict, generator: torch.Generator | None = None) -> LossOutput:
         check_batch(batch)
@@ -123,40 +161,68 @@ class FlowMatchingObjective:
         xa = interpolate(a0, eps_a, sa.view(B, F, 1, 1))  # (B, F, N, A)
         uv, ua = target_velocity(x0, eps_v), target_velocity(a0, eps_a)
 
-        # noisy-history augmentation: the clean copy re-noised to σ_c ≤ bound for some samples
-        clean, clean_sigma = x0, None
-        if cfg.noisy_history_prob > 0 and cfg.noisy_history_max_sigma > 0:
-            pick = draw("rand", (), B, generator, dev) < cfg.noisy_history_prob  # (B,)
-            clean_sigma = draw("rand", (F,), B, generator, dev) * cfg.noisy_history_max_sigma
-            clean_sigma = clean_sigma * pick.view(B, 1)  # (B, F)
-            eps_c = draw("randn", tuple(x0.shape[1:]), B, generator, dev, x0.dtype)
-            clean = interpolate(x0, eps_c, clean_sigma.view(B, 1, F, 1, 1))
+        clean, clean_sigma = self._noisy_history(x0, generator)
         text = apply_text_dropout(batch["text"], cfg.text_dropout, self.null_text, generator)
+        # drawn after everything above, so that a recipe without them draws the same noise as before they existed
+        fdm = draw("rand", (), B, generator, dev) < cfg.fdm_prob if cfg.fdm_prob > 0 else False  # (B,) or False
+        window = self._window(B, generator, dev)
 
         out = model(
             noisy_video=xv, video_sigma=sv, noisy_actions=xa, action_sigma=sa, text=text,
             clean_video=clean, clean_video_sigma=clean_sigma, clean_actions=a0, chunk_size=chunk,
+            window=window, fdm=fdm,
         )
-        wv = self.video.weight(sv)  # (B, F)
-        wa = self.action.weight(sa)  # (B, F)
-        l_dyn = self._video_loss(out.video, uv, wv)
-        err_a = (out.actions.float() - ua.float()) ** 2 * wa.view(B, F, 1, 1)  # (B, F, N, A)
-        m = mask.to(err_a.dtype)
-        l_inv = (err_a * m).sum() / m.sum().clamp(min=1.0)
-        total = cfg.dyn_weight * l_dyn + cfg.inv_weight * l_inv
-        terms = {"loss_dyn": l_dyn.detach(), "loss_inv": l_inv.detach()}
-
-        if cfg.fdm_weight > 0:
-            out_f = model(
-                noisy_video=xv, video_sigma=sv, noisy_actions=None, action_sigma=None, text=text,
-                clean_video=clean, clean_video_sigma=clean_sigma, clean_actions=a0, chunk_size=chunk, fdm=True,
-            )
-            l_fdm = self._video_loss(out_f.video, uv, wv)
-            total = total + cfg.fdm_weight * l_fdm
-            terms["loss_fdm"] = l_fdm.detach()
+        per_seq = self._video_loss(out.video, uv, self.video.weight(sv))  # (B,)
+        l_inv = self._action_loss(out.actions, ua, self.action.weight(sa), mask)
+        terms = {}
+        if torch.is_tensor(fdm):
+            l_dyn = (per_seq * ~fdm).sum() / B
+            l_fdm = (per_seq * fdm).sum() / B
+            total = cfg.dyn_weight * l_dyn + cfg.inv_weight * l_inv + self.fdm_weight * l_fdm
+            terms.update(loss_dyn=l_dyn.detach(), loss_inv=l_inv.detach(), loss_fdm=l_fdm.detach(),
+                         fdm_share=fdm.float().mean())
+        else:
+            l_dyn = per_seq.mean()
+            total = cfg.dyn_weight * l_dyn + cfg.inv_weight * l_inv
+            terms.update(loss_dyn=l_dyn.detach(), loss_inv=l_inv.detach())
         terms["loss"] = total.detach()
         n_tok = 2 * B * F * (H * W + a0.shape[2])  # clean + noisy copies (before patching)
         return LossOutput(total, terms, out.actions.detach(), n_tok)
+
+    def _noisy_history(self, x0: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The teacher-forcing clean video copy (B, C, F, H, W) and its σ (B, F) — None when nothing is re-noised.
+
+        ``uniform``: each sequence with probability p, σ ~ U(0, max) per frame. ``released``: the whole batch with
+        probability p; σ per frame (the same for every sequence) a point of the lower half of the shifted video
+        grid, indices [T/2, T) of linspace(1, 1/T, T) — up to shift(0.5)."""
+        cfg = self.cfg
+        B, F, dev = x0.shape[0], x0.shape[2], x0.device
+        if cfg.noisy_history_prob <= 0:
+            return x0, None
+        if cfg.noisy_history == "uniform":
+            if cfg.noisy_history_max_sigma <= 0:
+                return x0, None
+            pick = draw("rand", (), B, generator, dev) < cfg.noisy_history_prob  # (B,)
+            sigma = draw("rand", (F,), B, generator, dev) * cfg.noisy_history_max_sigma
+            sigma = sigma * pick.view(B, 1)  # (B, F)
+        else:
+            if not bool(draw_batch("rand", (), generator, dev) < cfg.noisy_history_prob):
+                return x0, None
+            T = cfg.num_train_timesteps
+            u = draw_batch("rand", (F,), generator, dev)
+            idx = (u * 0.5 * T + 0.5 * T).floor().clamp(max=T - 1)  # (F,) grid indices in [T/2, T)
+            sigma = shift_sigma(1.0 - idx / T, cfg.video_shift).view(1, F).expand(B, F)
+        eps = draw("randn", tuple(x0.shape[1:]), B, generator, dev, x0.dtype)
+        return interpolate(x0, eps, sigma.reshape(B, 1, F, 1, 1)), sigma
+
+    def _window(self, B: int, generator, dev) -> AttentionWindow | None:
+        """A training attention window per sequence, its size uniform in ``window_sizes`` (both ends included)."""
+        cfg = self.cfg
+        if cfg.window == "none":
+            return None
+        lo, hi = cfg.window_sizes
+        u = draw("rand", (), B, generator, dev)
+        return AttentionWindow(cfg.window, (lo + (u * (hi - lo + 1)).floor().clamp(max=hi - lo)).long())
 
     @staticmethod
     def _sigmas(schedule: FlowMatchingSchedule, B: int, F: int, generator, dev) -> torch.Tensor:
@@ -166,5 +232,17 @@ class FlowMatchingObjective:
 
     @staticmethod
     def _video_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """(B,): per sequence, the mean over frames of (per-frame mean squared error × timestep weight)."""
         per_frame = ((pred.float() - target.float()) ** 2).mean(dim=(1, 3, 4))  # (B, F)
-        return (per_frame * weight).mean()
+        return (per_frame * weight).mean(dim=1)
+
+    def _action_loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+        """Masked, timestep-weighted squared error of the actions (B, F, N, A), reduced as ``action_loss`` says."""
+        B, F = pred.shape[:2]
+        err = (pred.float() - target.float()) ** 2 * weight.view(B, F, 1, 1)  # (B, F, N, A)
+        m = mask.to(err.dtype)
+        if self.cfg.action_loss == "per_token":
+            return (err * m).sum() / m.sum().clamp(min=1.0)
+        # per (sequence, frame): its valid entries' mean; a frame without any counts as 0 (the release's 1e-6)
+        return ((err * m).sum(dim=(2, 3)) / (m.sum(dim=(2, 3)) + 1e-6)).mean()

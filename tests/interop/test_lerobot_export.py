@@ -21,7 +21,7 @@ def _config(root):
         f"data.vae_path={root / 'vae'}", f"data.text_encoder_path={root / 'text_encoder'}",
         f"data.tokenizer_path={root / 'tokenizer'}", "data.text_max_length=16", "data.tile_space=latents",
         "inference.video_steps=2", "inference.video_stop_sigma=0.0", "inference.action_steps=3",
-        "inference.video_cfg=2.0", "inference.action_cfg=1.0", "inference.window_chunks=3",
+        "inference.video_cfg=2.0", "inference.action_cfg=1.0", "inference.window_size=5",
         "objective.video_shift=4.0", "objective.action_shift=0.5", f"embodiment.name={EMBODIMENT}",
     ])
     return cfg
@@ -68,8 +68,9 @@ def test_cli_export_loads_in_lerobot_and_reads_back_as_the_same_policy(lbva_poli
     back = load_policy(out)  # lbva's loader dispatches on the LeRobot config
     assert back.embodiment == EMBODIMENT
     i0, i1 = cfg.inference, back.config.inference
-    assert (i1.video_steps, i1.video_stop_sigma, i1.action_steps, i1.video_cfg, i1.action_cfg, i1.window_chunks) == \
-        (i0.video_steps, i0.video_stop_sigma, i0.action_steps, i0.video_cfg, i0.action_cfg, i0.window_chunks)
+    assert (i1.video_steps, i1.video_stop_sigma, i1.action_steps, i1.video_cfg, i1.action_cfg, i1.window,
+            i1.window_size) == (i0.video_steps, i0.video_stop_sigma, i0.action_steps, i0.video_cfg, i0.action_cfg,
+                                "released", 5)
     assert (back.config.objective.video_shift, back.config.objective.action_shift) == (4.0, 0.5)
     np.testing.assert_allclose(back.stats.q01, s.q01, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(back.stats.q99, s.q99, rtol=1e-6, atol=1e-7)
@@ -132,22 +133,23 @@ def test_export_replaces_an_existing_folder_atomically(lbva_policy, tmp_path):
 
 def test_settings_lerobot_cannot_express_need_approximate(tmp_path):
     model = tiny_model(seed=0)
-    cfg = LbvaConfig()  # video_steps 3, stop σ 0.4, no window: not on LeRobot's grid
+    cfg = LbvaConfig()  # video_steps 3, stop σ 0.4: not on LeRobot's grid; a whole-chunk window of 4
+    cfg = replace(cfg, inference=replace(cfg.inference, window="chunks", window_size=4))
     save_policy(tmp_path / "p", model, cfg, EMBODIMENT, slot_stats())
     with pytest.raises(LeRobotFolderError) as e:
         export_lerobot(tmp_path / "p", tmp_path / "lr", wan_path="wan", progress=False)
     msg = str(e.value)
-    assert "video_stop_sigma 0.4" in msg and "window_chunks=None" in msg and "approximate=True" in msg
+    assert "video_stop_sigma 0.4" in msg and "window=chunks window_size=4" in msg and "approximate=True" in msg
     export_lerobot(tmp_path / "p", tmp_path / "lr", wan_path="wan", approximate=True, progress=False)
     hint = json.loads((tmp_path / "lr" / HINT_NAME).read_text())
     assert len(hint["approximations"]) == 2
     lr_cfg = json.loads((tmp_path / "lr" / "config.json").read_text())
-    assert lr_cfg["video_exec_step"] == 4 and lr_cfg["attn_window"] == 30
+    assert lr_cfg["video_exec_step"] == 4 and lr_cfg["attn_window"] == 8
 
 
 def test_embedded_encoders_and_bare_checkpoints_need_more_information(tmp_path):
     model = tiny_model(seed=0)
-    cfg = replace(LbvaConfig(), inference=replace(LbvaConfig().inference, video_stop_sigma=0.0, window_chunks=2))
+    cfg = replace(LbvaConfig(), inference=replace(LbvaConfig().inference, video_stop_sigma=0.0))
     save_policy(tmp_path / "p", model, cfg, EMBODIMENT, slot_stats())
     with pytest.raises(LeRobotFolderError, match="lbva's 'embedded' encoder.*--wan-path"):
         export_lerobot(tmp_path / "p", tmp_path / "lr", progress=False)

@@ -6,16 +6,19 @@ height/width, N actions per latent frame, A = 30 action slots, Lt/Dt text tokens
 Both directions: a tiny random lbva model exported by ``lbva.interop`` and loaded by LeRobot's
 ``LingBotVAPolicy.from_pretrained``, and a LeRobot-built policy saved by LeRobot and read by lbva. The streaming
 scenario is the released inference order — video call, imagined video written, action call, imagined entries
-dropped, real chunk written, next chunk — on LeRobot's ring-buffer cache (kept short of full, where its slot
-eviction would start) and lbva's ``model.stream`` cache. LeRobot rotates in float64 and lbva in float32, hence
-an fp32 tolerance rather than bit equality.
+dropped, real chunk written, next chunk — on LeRobot's slot cache and lbva's ``model.stream`` cache with the
+released window of LeRobot's ``attn_window``: short of the point where LeRobot's cache starts evicting, and for
+several chunks past it. LeRobot rotates in float64 and lbva in float32, hence an fp32 tolerance rather than bit
+equality.
 """
 
+import numpy as np
 import pytest
 import torch
 from lerobot_interop import EMBODIMENT, lerobot_config, save_lerobot_policy, slot_stats, tiny_model
 
 from lbva.interop.lerobot import export_lerobot, lerobot_model, read_lerobot_folder
+from lbva.models.attention import AttentionWindow
 
 K, N, A, H, W = 2, 4, 30, 4, 6
 TOL = dict(rtol=1e-4, atol=1e-4)
@@ -57,8 +60,10 @@ class LeRobotSide:
 
 
 class LbvaSide:
-    def __init__(self, model, text):
-        self.model, self.cache, self.tkv = model, model.new_cache(), model.text_context(text)
+    def __init__(self, model, text, window=8):
+        w = window if isinstance(window, AttentionWindow) else AttentionWindow.from_attn_window(window)
+        capacity = w.capacity_tokens(*model.chunk_tokens(H, W, K, N))
+        self.model, self.cache, self.tkv = model, model.new_cache(capacity, w), model.text_context(text)
 
     def query(self, modality, x, sigma, chunk):
         return self.model.stream(self.cache, self.tkv, modality, x, sigma, chunk=chunk, chunk_size=K)
@@ -116,6 +121,56 @@ def _compare(lbva_model, lerobot_transformer):
     with torch.no_grad():
         fresh = LbvaSide(lbva_model, inputs[-1]).query("video", inputs[2], torch.full((2, K), 0.8), 1)
     assert (fresh - ours["video 1 with history"]).abs().max() > 1e-3
+
+
+def _long_scenario(side, model, chunks, seed=11):
+    """The released inference order over ``chunks`` chunks (2 text rows, new random inputs each chunk)."""
+    g = torch.Generator().manual_seed(seed)
+    B, C = 2, model.in_channels
+    text = torch.randn(B, 7, model.text_dim, generator=g)
+    used = torch.zeros(A)
+    used[[0, 1, 2, 28]] = 1
+    s = lambda *vals: torch.tensor([vals] * B, dtype=torch.float32)  # noqa: E731
+    outs = []
+    for c in range(chunks):
+        v, real_v = torch.randn(B, C, K, H, W, generator=g), torch.randn(B, C, K, H, W, generator=g)
+        a, real_a = torch.randn(B, K, N, A, generator=g) * used, torch.randn(B, K, N, A, generator=g) * used
+        first = 0.0 if c == 0 else 0.8  # chunk 0 starts with the conditioning frame at σ = 0
+        outs.append(side.query("video", v, s(first, 0.8), c))
+        outs.append(side.write("video", v, s(first * 0.5, 0.3), c, True))
+        outs.append(side.query("actions", a, s(0.0 if c == 0 else 0.6, 0.6), c))
+        outs.append(side.write("actions", a, s(0.0, 0.0), c, True))
+        side.drop_imagined(c)
+        outs.append(side.write("video", real_v, s(0.0, 0.0), c, False))
+        outs.append(side.write("actions", real_a, s(0.0, 0.0), c, False))
+    return outs, text
+
+
+@pytest.mark.parametrize("attn_window", [4, 5, 6])
+def test_streaming_past_lerobots_eviction_point_equals_lerobot(exported, attn_window):
+    """Six chunks through caches holding attn_window // 2 chunks: LeRobot's starts evicting at chunk 2 or 3, and
+    every call after that still gives LeRobot's numbers. The mapping lbva used before (whole chunks,
+    attn_window // 2 of them) hides the actions LeRobot still shows and gives other numbers there."""
+    model, policy = exported
+    tr = policy.transformer.float().eval()
+    chunks = 6
+    _, text = _long_scenario(None, model, 0)
+    with torch.no_grad():
+        theirs, _ = _long_scenario(LeRobotSide(tr, text, window=attn_window), model, chunks)
+        ours_side = LbvaSide(model, text, window=attn_window)
+        ours, _ = _long_scenario(ours_side, model, chunks)
+        old, _ = _long_scenario(LbvaSide(model, text, window=AttentionWindow("chunks", attn_window // 2)), model,
+                                chunks)
+    cap = attn_window // 2
+    held = {t[0] for t in ours_side.cache.tags()}
+    assert held == set(range(chunks - cap, chunks)), held  # the lbva cache evicted like LeRobot's
+    slots = tr.blocks[0].attn1.attn_caches["pos"]["mask"]
+    assert int(slots.sum()) == ours_side.cache.size == cap * (12 + K * N)  # LeRobot's is as full
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        torch.testing.assert_close(a, b, **TOL, msg=lambda m, i=i: f"call {i} (chunk {i // 6}): {m}")
+    # past the eviction point the old whole-chunk mapping differs from the release
+    late = slice(6 * (cap + 1), None)
+    assert max(float((a - b).abs().max()) for a, b in zip(old[late], theirs[late])) > 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -193,10 +248,13 @@ class _PromptEncoder:
         return torch.cat([self.table[t] for t in texts])
 
 
-def test_lerobot_policy_predicts_the_chunks_lbva_policy_predicts(tmp_path, monkeypatch):
-    """Two closed-loop chunks (CFG on both streams, partial video denoising, q01/q99 with a reversed gripper) from
+@pytest.mark.parametrize("attn_window,chunks", [(8, 2), (2, 4), (4, 5)])
+def test_lerobot_policy_predicts_the_chunks_lbva_policy_predicts(tmp_path, monkeypatch, attn_window, chunks):
+    """Closed-loop chunks (CFG on both streams, partial video denoising, q01/q99 with a reversed gripper) from
     LeRobot's LingBotVAPolicy and from lbva's Policy on the bundle read from LeRobot's folder, with the same initial
-    noise, the same encoded frames and prompt embeddings, and the first chunk's actions fed back."""
+    noise, the same encoded frames and prompt embeddings, and each chunk's actions fed back. With attn_window 2 and 4
+    LeRobot's cache (1 and 2 chunks) evicts from chunk 1 and 2 on: lbva's Policy, given the released window the
+    folder's attn_window names, still predicts LeRobot's chunks after that."""
     from types import SimpleNamespace
 
     from lerobot.processor import PolicyProcessorPipeline
@@ -208,17 +266,18 @@ def test_lerobot_policy_predicts_the_chunks_lbva_policy_predicts(tmp_path, monke
 
     cfg = lerobot_config(in_channels=48, out_channels=48, guidance_scale=2.0, action_guidance_scale=1.5,
                          num_inference_steps=4, video_exec_step=3, action_num_inference_steps=3, snr_shift=3.0,
-                         action_snr_shift=0.5)
+                         action_snr_shift=0.5, attn_window=attn_window)
     lr = save_lerobot_policy(tmp_path / "lr", cfg, q01=[-0.5, -1.0, 0.2, 1.0], q99=[0.5, 2.0, 0.9, -1.0])
     bundle = load_lerobot_policy(tmp_path / "lr", encoders=False)
-    assert (bundle.config.inference.video_steps, bundle.config.inference.action_steps) == (2, 3)
+    inf = bundle.config.inference
+    assert (inf.video_steps, inf.action_steps, inf.window, inf.window_size) == (2, 3, "released", attn_window - 1)
 
     g = torch.Generator().manual_seed(7)
-    frames_tab = torch.randn(3, 48, 4, 4, generator=g)  # frame ids 0 (conditioning), 1, 2
+    frames_tab = torch.randn(2 * chunks, 48, 4, 4, generator=g)  # frame ids 0 (conditioning), 1, 2, ...
     text, null = torch.randn(1, 7, 64, generator=g), torch.zeros(1, 7, 64)
     text[:, 5:] = 0
-    zv = [torch.randn(1, 48, K, 4, 4, generator=g) for _ in range(2)]
-    za = [torch.randn(1, K, N, A, generator=g) for _ in range(2)]
+    zv = [torch.randn(1, 48, K, 4, 4, generator=g) for _ in range(chunks)]
+    za = [torch.randn(1, K, N, A, generator=g) for _ in range(chunks)]
     real_randn = torch.randn
 
     def fake_randn_factory():
@@ -239,6 +298,9 @@ def test_lerobot_policy_predicts_the_chunks_lbva_policy_predicts(tmp_path, monke
 
         return fake
 
+    def feedback(c):  # the real keyframes of chunk c: frame 1 after the conditioning frame 0, then two per chunk
+        return [1] if c == 0 else [2 * c, 2 * c + 1]
+
     cam = "observation.images.corner"
     # LeRobot: its own loop with the frozen modules replaced by the frame-id table
     lr.eval()
@@ -252,25 +314,33 @@ def test_lerobot_policy_predicts_the_chunks_lbva_policy_predicts(tmp_path, monke
         to_transition=policy_action_to_transition, to_output=transition_to_policy_action)
     batch = lambda j: {cam: torch.full((1, 3, 64, 64), j / 255.0)}  # noqa: E731
     monkeypatch.setattr(torch, "randn", fake_randn_factory())
-    theirs0 = post(lr.predict_action_chunk(batch(0)))[0].numpy()
-    lr._obs_buffer = [batch(1)]  # the real keyframe of chunk 0 (K − 1 = 1 frame after the conditioning one)
-    theirs1 = post(lr.predict_action_chunk(None))[0].numpy()
+    theirs = [post(lr.predict_action_chunk(batch(0)))[0].numpy()]
+    for c in range(1, chunks):
+        lr._obs_buffer = [batch(j) for j in feedback(c - 1)]
+        theirs.append(post(lr.predict_action_chunk(None))[0].numpy())
+    held = int(lr.transformer.blocks[0].attn1.attn_caches["pos"]["mask"].sum())
 
     # lbva: the Policy on the bundle read from LeRobot's folder
     monkeypatch.setattr(torch, "randn", fake_randn_factory())
     pol = Policy(bundle.model, get_embodiment(EMBODIMENT), _FrameIdEncoder(frames_tab),
                  _PromptEncoder({"pick": text, "": null}), bundle.config, stats=bundle.stats)
     pol.reset("pick")
-    obs = lambda j: {cam: torch.full((64, 64, 3), j, dtype=torch.uint8).numpy()}  # noqa: E731
-    ours0 = pol.predict_action_chunk(obs(0))
-    pol.observe(obs(1)[cam][None], ours0)
-    ours1 = pol.predict_action_chunk()
+    obs = lambda j: torch.full((64, 64, 3), j, dtype=torch.uint8).numpy()  # noqa: E731
+    ours = [pol.predict_action_chunk({cam: obs(0)})]
+    for c in range(1, chunks):
+        pol.observe(np.stack([obs(j) for j in feedback(c - 1)]), ours[-1])
+        ours.append(pol.predict_action_chunk())
     monkeypatch.setattr(torch, "randn", real_randn)
 
-    assert ours0.shape == theirs0.shape == ((K - 1) * N, 4) and ours1.shape == theirs1.shape == (K * N, 4)
-    torch.testing.assert_close(torch.as_tensor(ours0), torch.as_tensor(theirs0), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(torch.as_tensor(ours1), torch.as_tensor(theirs1), rtol=1e-4, atol=1e-4)
-    assert abs(ours1 - ours0[:1]).max() > 1e-3  # not a constant
+    cap = attn_window // 2
+    assert held == pol._session.cache.size  # the two caches hold as many tokens
+    if chunks > cap + 1:  # both full (8 video + 8 action tokens a chunk) and chunk 0 gone: past eviction
+        assert held == cap * (8 + K * N) and min(t[0] for t in pol._session.cache.tags()) > 0
+    for c, (a, b) in enumerate(zip(ours, theirs)):
+        assert a.shape == b.shape == ((K - 1 if c == 0 else K) * N, 4)
+        torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=1e-4, atol=1e-4,
+                                   msg=lambda m, c=c: f"chunk {c}: {m}")
+    assert abs(ours[1] - ours[0][:1]).max() > 1e-3  # not a constant
 
 
 # ------------------------------------------------------------------------------------------------ training loss
@@ -280,16 +350,18 @@ def _to_lerobot_seq(x):
     return x.reshape(B, C, F_, 1, H_ // 2, 2, W_ // 2, 2).permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(B, -1, C)
 
 
+@pytest.mark.parametrize("action_loss", ["per_token", "per_frame"])
 @pytest.mark.parametrize("frame0_valid", [True, False])
-def test_training_loss_reduction_matches_lerobot(frame0_valid):
+def test_training_loss_reduction_matches_lerobot(frame0_valid, action_loss):
     """LeRobot's training forward needs flex attention compiled in bf16, which does not run on this CPU in fp32;
     its mask equals ours (test_lerobot_training_mask.py) and its blocks equal ours (the streaming tests above).
     Here its loss (``_flow_matching_loss``, bsmntw weights from its training schedulers) is applied to lbva's
     predictions, σ and noise on a fixed batch and compared with lbva's objective (bsmntw, no text dropout, no
     noisy history — LeRobot's defaults differ there by design: it never drops the prompt and re-noises the history
-    with p = 0.5 per batch). With every frame's actions valid the two losses are equal; lbva's batches mark the
-    segment's first frame invalid, and LeRobot averages per (sample, frame) row with an empty row counting as 0,
-    so its action loss is lbva's × valid rows / all rows."""
+    with p = 0.5 per batch). With every frame's actions valid the two losses are equal. lbva's batches mark the
+    segment's first frame invalid, and LeRobot averages per (sample, frame) row with an empty row counting as 0: with
+    ``action_loss=per_frame`` (the release's reduction) the two are still equal, with ``per_token`` LeRobot's action
+    loss is lbva's × valid rows / all rows."""
     from lerobot.policies.lingbot_va import LingBotVAPolicy
     from lerobot.policies.lingbot_va.utils import data_seq_to_patch
 
@@ -315,7 +387,7 @@ def test_training_loss_reduction_matches_lerobot(frame0_valid):
         return model(**kw)
 
     obj = FlowMatchingObjective(ObjectiveConfig(video_shift=5.0, action_shift=0.05, loss_weighting="bsmntw",
-                                                noisy_history_prob=0.0, text_dropout=0.0))
+                                                noisy_history_prob=0.0, text_dropout=0.0, action_loss=action_loss))
     with torch.no_grad():
         ours = obj(recording, batch, generator=torch.Generator().manual_seed(1))
         out = model(**seen)
@@ -332,7 +404,7 @@ def test_training_loss_reduction_matches_lerobot(frame0_valid):
         "action_dict": {"targets": ua.permute(0, 3, 1, 2)[..., None] * lerobot_mask, "timesteps": sa * 1000,
                         "actions_mask": lerobot_mask},
     }
-    latent_loss, action_loss = lr._flow_matching_loss(inputs, (seq, out.actions.reshape(B, F_ * N_, A)))
+    latent_loss, lerobot_action_loss = lr._flow_matching_loss(inputs, (seq, out.actions.reshape(B, F_ * N_, A)))
     torch.testing.assert_close(latent_loss, ours.terms["loss_dyn"], rtol=1e-4, atol=1e-6)
-    scale = 1.0 if frame0_valid else (F_ - 1) / F_
-    torch.testing.assert_close(action_loss, ours.terms["loss_inv"] * scale, rtol=1e-4, atol=1e-6)
+    scale = 1.0 if frame0_valid or action_loss == "per_frame" else (F_ - 1) / F_  # the release's reduction is exact
+    torch.testing.assert_close(lerobot_action_loss, ours.terms["loss_inv"] * scale, rtol=1e-4, atol=1e-6)

@@ -2,14 +2,15 @@
 
 LeRobot lays a training sequence out as [noisy video, clean video, noisy actions, clean actions] with
 ``frame_ids`` = 2·chunk (video) / 2·chunk + 1 (actions) and ``noise_ids`` 0 = noisy, 1 = clean. Without a window
-the two masks are the same cell by cell. By design they differ with a window: LeRobot keeps keys with
-|id_q − id_k| ≤ w (counting video and action ids separately, so a video query reaches one action chunk further
-back than video chunks), lbva keeps keys from the last W whole chunks (chunk_q − chunk_k < W) for every query.
+the two masks are the same cell by cell, and with lbva's ``released`` window of the same size they are the same
+too: both keep keys with |id_q − id_k| ≤ w, counting video and action ids separately. lbva's ``chunks`` window
+(the last W whole chunks) is a different rule, which no size makes equal.
 """
 
+import pytest
 import torch
 
-from lbva.models.attention import token_visibility
+from lbva.models.attention import AttentionWindow, token_visibility
 
 
 def _layout(F: int, N: int, tokens_per_frame: int, chunk_size: int):
@@ -43,16 +44,24 @@ def test_no_window_masks_are_identical_cell_by_cell():
         assert torch.equal(theirs, ours), chunk_size
 
 
-def test_windows_differ_exactly_as_documented():
+@pytest.mark.parametrize("chunk_size,window", [(1, 4), (1, 3), (2, 4), (3, 1), (1, 64)])
+def test_released_window_is_lerobots_training_window_cell_by_cell(chunk_size, window):
+    ids, noisy = _layout(F=8, N=2, tokens_per_frame=2, chunk_size=chunk_size)
+    theirs = _lerobot_dense(ids, noisy, window=window)
+    ours = token_visibility(ids, noisy, ids, noisy, window=AttentionWindow("released", window))
+    assert torch.equal(theirs, ours)
+
+
+def test_whole_chunk_windows_differ_exactly_as_documented():
     ids, noisy = _layout(F=8, N=2, tokens_per_frame=1, chunk_size=1)
-    w_lerobot, w_lbva = 3, 2  # LeRobot counts ids (2 per chunk), lbva counts chunks
+    w_lerobot, w_lbva = 3, 2  # LeRobot counts ids (2 per chunk), lbva's chunks window counts chunks
     theirs = _lerobot_dense(ids, noisy, window=w_lerobot)
-    ours = token_visibility(ids, noisy, ids, noisy, window=w_lbva)
+    ours = token_visibility(ids, noisy, ids, noisy, window=AttentionWindow("chunks", w_lbva))
     full = token_visibility(ids, noisy, ids, noisy)
     qi, ki = ids[:, None], ids[None, :]
     # LeRobot's rule, written out: the unwindowed table AND |id_q - id_k| <= w
     assert torch.equal(theirs, full & ((qi - ki).abs() <= w_lerobot))
-    # lbva's rule: the unwindowed table AND chunk_q - chunk_k < W
+    # lbva's chunks rule: the unwindowed table AND chunk_q - chunk_k < W
     assert torch.equal(ours, full & ((qi // 2 - ki // 2) < w_lbva))
     # where they disagree: a video query sees action keys one chunk older under LeRobot's id window
     diff = theirs & ~ours

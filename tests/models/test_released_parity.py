@@ -62,7 +62,7 @@ def test_released_checkpoint_gives_lerobots_outputs(released, action):
     sigma = torch.rand(2, F, generator=g)
     with torch.no_grad():
         want = _lerobot_call(ref, x, sigma * 1000, text, action)
-        got = ours.stream(ours.new_cache(), ours.text_context(text), "actions" if action else "video", x, sigma,
+        got = ours.stream(ours.new_cache(64), ours.text_context(text), "actions" if action else "video", x, sigma,
                           chunk=0, chunk_size=F)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     assert want.abs().mean() > 1e-2  # a meaningful comparison, not two zero tensors

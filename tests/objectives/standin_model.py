@@ -36,7 +36,8 @@ class StandInVA(nn.Module):
 
     def forward(self, noisy_video=None, video_sigma=None, noisy_actions=None, action_sigma=None, text=None,
                 clean_video=None, clean_video_sigma=None, clean_actions=None, chunk_size=1, window=None, fdm=False):
-        self.calls.append({"fdm": fdm, "chunk_size": chunk_size, "clean_video_sigma": clean_video_sigma})
+        self.calls.append({"fdm": fdm, "chunk_size": chunk_size, "clean_video_sigma": clean_video_sigma,
+                           "window": window})
         C, H, W, N, A = self.dims
         t = text.mean(dim=1)  # (B, Dt)
         video = actions = None

@@ -65,20 +65,21 @@ def test_inverse_loss_is_the_masked_mean_by_hand():
     assert seen["chunk_size"] == 2
 
 
-def test_noisy_history_and_fdm_calls():
-    cfg = ObjectiveConfig(noisy_history_prob=1.0, noisy_history_max_sigma=0.3, fdm_weight=0.5, text_dropout=0.0)
+def test_noisy_history_and_fdm_sequences_in_one_call():
+    cfg = ObjectiveConfig(noisy_history_prob=1.0, noisy_history_max_sigma=0.3, fdm_prob=0.5, fdm_weight=0.5,
+                          text_dropout=0.0)
     batch = synthetic_episode(B=3)
     model = StandInVA()
     out = FlowMatchingObjective(cfg)(model, batch, torch.Generator().manual_seed(0))
-    assert [c["fdm"] for c in model.calls] == [False, True]
+    assert len(model.calls) == 1 and model.calls[0]["fdm"].dtype == torch.bool and model.calls[0]["fdm"].shape == (3,)
     cs = model.calls[0]["clean_video_sigma"]
     assert cs.shape == (3, 4) and torch.all(cs <= 0.3) and torch.all(cs >= 0) and cs.max() > 0
-    assert set(out.terms) == {"loss", "loss_dyn", "loss_inv", "loss_fdm"}
+    assert set(out.terms) == {"loss", "loss_dyn", "loss_inv", "loss_fdm", "fdm_share"}
     expected = out.terms["loss_dyn"] + out.terms["loss_inv"] + 0.5 * out.terms["loss_fdm"]
     assert torch.allclose(out.terms["loss"], expected)
     model.calls.clear()
     FlowMatchingObjective(ObjectiveConfig(noisy_history_prob=0.0))(model, batch)
-    assert model.calls[0]["clean_video_sigma"] is None and len(model.calls) == 1
+    assert model.calls[0]["clean_video_sigma"] is None and model.calls[0]["fdm"] is False
 
 
 def test_text_dropout_replaces_whole_samples_with_the_null_embedding():
@@ -161,3 +162,15 @@ def test_per_sample_generators_make_a_split_batch_see_the_same_noise():
     for key in ("noisy_video", "noisy_actions", "video_sigma", "action_sigma", "clean_video", "text"):
         whole = seen[0][key]
         assert torch.equal(whole, torch.cat([seen[1][key], seen[2][key]])), key
+
+
+def test_the_run_seed_changes_the_noise_and_repeats_it():
+    from lbva.objectives.losses import sample_generators
+
+    def first_draws(seed, index):
+        return [torch.rand(3, generator=g) for g in sample_generators(seed, index, 2)]
+
+    a, again, other_seed, other_index = first_draws(0, 5), first_draws(0, 5), first_draws(1, 5), first_draws(0, 6)
+    assert all(torch.equal(x, y) for x, y in zip(a, again))
+    assert not any(torch.equal(x, y) for x, y in zip(a, other_seed))  # a different trainer.seed draws other noise
+    assert torch.equal(a[1], other_index[0])  # sample 6 is sample 6, whichever batch position it lands in

@@ -31,7 +31,7 @@ def test_paper_hyperparameters():
             pre.trainer.grad_clip, pre.objective.text_dropout) == (1e-4, 0.01, "cosine", "bf16-mixed", 2.0, 0.1)
     assert pre.trainer.warmup_steps > 0
     rt = load_config("posttrain/robotwin")
-    assert (rt.trainer.lr, rt.trainer.max_steps) == (1e-5, 50000) and rt.trainer.weight_decay == 0.01
+    assert (rt.trainer.lr, rt.trainer.max_steps) == (1e-5, 50000) and rt.trainer.weight_decay == 0.1
     lb = load_config("posttrain/libero")
     assert (lb.trainer.lr, lb.trainer.max_steps) == (1e-5, 4000)
     real = load_config("posttrain/real_50_demos")

@@ -72,8 +72,8 @@ def test_resume_continues_exactly(tmp_path):
 def test_logs_every_term_lr_grad_norm_tokens_and_samples(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = _cfg(tmp_path, "trainer.max_steps=2", "trainer.sample_every_n_steps=1", "objective.fdm_weight=0.5",
-               "trainer.ema_decay=0.9")
+    cfg = _cfg(tmp_path, "trainer.max_steps=2", "trainer.sample_every_n_steps=1", "objective.fdm_prob=0.5",
+               "objective.fdm_weight=0.5", "trainer.ema_decay=0.9")
     trainer, system = fit(cfg, model=_model(), loader_factory=_factory())
     acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0, "scalars": 0})
     runs = sorted((tmp_path / "tb").rglob("events.out.tfevents.*"))
