@@ -165,6 +165,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="evaluation processes (each gets its share of the cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a minutes-long smoke run (tiny model, few episodes)")
+    p.add_argument("--peers", action="store_true",
+                   help="also train LeRobot's ACT and Diffusion Policy on the same demonstrations with LeRobot's own "
+                        "training code (lbva's step budget, and lbva's training time) and score them on the same "
+                        "episodes; hours on a CPU")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="training seeds of the main rows (lbva sync, lbva FDM-grounded async, the peers); 3 gives "
+                        "error bars over seeds as well as episodes")
+    p.add_argument("--demo-counts", type=_demo_counts, default=[],
+                   help="comma-separated demonstrations per task for the sample-efficiency table, e.g. 10,30 (with "
+                        "--quick: 1,2)")
     p.add_argument("overrides", nargs="*", help="recipe overrides, e.g. trainer.max_steps=500")
     p.set_defaults(func=_run)
 
@@ -179,18 +189,78 @@ def _mark(marker: Path, info: dict) -> None:
 
 def run_demo(out: str | Path, recipe: str = "demo/metaworld", tasks=DEFAULT_TASKS, demos: int = 30, episodes: int = 20,
              max_steps: int = 150, ablations: bool = False, seed: int = 0, overrides=(), progress: bool = True,
-             workers: int = 1) -> dict:
+             workers: int = 1, peers: bool = False, seeds: int = 1, demo_counts=(), quick: bool = False) -> dict:
+    """The demo in ``out`` (see the module docstring). ``peers``, ``seeds`` > 1 and ``demo_counts`` other than
+    ``demos`` add the evidence of :mod:`lbva.demo_evidence`; ``quick`` only marks the report as a smoke run."""
     from lbva.config import load_config
+
+    if int(seeds) != seeds or seeds < 1:
+        raise ValueError(f"seeds must be a whole number >= 1 (training seeds per row); got {seeds!r}")
+    bad = [n for n in demo_counts if int(n) != n or n < 1]
+    if bad:
+        raise ValueError(f"demonstration counts must be whole numbers >= 1; got {bad} in {list(demo_counts)}")
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     tasks = list(tasks)
-    dataset, cache, policy_dir = out / "dataset", out / "cache", out / "policy"
+    dataset, cache = out / "dataset", out / "cache"
     base = [f"data.dataset={dataset}", f"data.cache_dir={cache}", f"trainer.seed={seed}"]
     cfg = load_config(recipe, [*base, f"trainer.output_dir={out / 'train'}", *overrides])
 
-    # 1. demonstrations
+    # 1-2. demonstrations, latents
+    timings["collect_s"], timings["prepare_s"] = _collect_and_prepare(out, cfg, tasks, demos, seed, progress, workers)
+
+    # 3. training: the main model, then (with --ablations) one model per training switch
+    variants = _variants(cfg, ablations)
+    models = {"": (cfg, out)}
+    for v in variants:
+        if v.train and v.model_slug not in models:
+            folder = v.model_folder(out)
+            models[v.model_slug] = (load_config(recipe, [*base, f"trainer.output_dir={folder / 'train'}", *overrides,
+                                                         *v.train]), folder)
+    for slug, (mcfg, folder) in models.items():
+        if not _done(folder / ".trained"):
+            what = f"the {mcfg.model.size} model" + (f" with {slug}" if slug else "")
+            logger.info("phase 3/4: training %s for %d steps", what, mcfg.trainer.max_steps)
+            train_model(mcfg, cache, folder, strip=folder / "prediction.png")
+    timings["train_s"] = _seconds(out / ".trained")
+    if len(models) > 1:
+        timings["ablation_train_s"] = sum(_seconds(f / ".trained") for s, (_, f) in models.items() if s)
+    _loss_curves({s or "main": f / "train" for s, (_, f) in models.items()}, out / "loss_curves.png")
+
+    # 4. closed-loop evaluation
+    results = _evaluate(cfg, out, variants, tasks, episodes, max_steps, seed + EVAL_SEED_OFFSET, progress, workers)
+    timings["eval_s"] = sum(results[v.label]["seconds"] for v in CORE)
+    if ablations:
+        timings["ablation_eval_s"] = sum(r["seconds"] for k, r in results.items() if k not in {v.label for v in CORE})
+    # 5. (opt-in) the evidence: training seeds, LeRobot's peers, fewer demonstrations
+    evidence = None
+    if peers or seeds > 1 or set(demo_counts) - {demos}:
+        from lbva.demo_evidence import run_evidence
+        from lbva.eval.peers import PEERS
+
+        def make_cfg(root: Path, train_dir: Path, train_seed: int):
+            return load_config(recipe, [f"data.dataset={root / 'dataset'}", f"data.cache_dir={root / 'cache'}",
+                                        f"trainer.output_dir={train_dir}", *overrides, f"trainer.seed={train_seed}"])
+
+        evidence = run_evidence(out, cfg, make_cfg, tasks, demos, [demos, *demo_counts], seeds,
+                                list(PEERS) if peers else [], episodes, max_steps, seed, progress, workers)
+        timings.update(evidence["timings"])
+        _loss_curves({**{s or "main": f / "train" for s, (_, f) in models.items()}, **evidence["lbva_runs"]},
+                     out / "loss_curves.png")
+    report = _write_report(out, cfg, tasks, results, timings, ablations, episodes, max_steps, evidence=evidence,
+                           quick=quick, main_demos=demos, seeds=seeds)
+    logger.info("report: %s", report)
+    return {"report": str(report), "timings": timings, "results": {k: v["summary"] for k, v in results.items()},
+            "failures": (evidence or {}).get("failures", [])}
+
+
+def _collect_and_prepare(out: Path, cfg, tasks, demos: int, seed: int, progress: bool,
+                         workers: int) -> tuple[float, float]:
+    """Phases 1-2 into ``out``: ``demos`` scripted demonstrations per task (``out/dataset``), then the embedded VAE
+    and the latent cache (``out/cache``); returns the seconds each took when it ran."""
+    dataset, cache = out / "dataset", out / "cache"
     if not _done(out / ".collected"):
         from lbva.eval.collect import collect
 
@@ -203,9 +273,6 @@ def run_demo(out: str | Path, recipe: str = "demo/metaworld", tasks=DEFAULT_TASK
         summary = collect("metaworld", tasks, demos, dataset, seed=seed, progress=progress, workers=workers)
         _mark(out / ".collected", {"kept": summary.kept, "tries": summary.tries, "frames": summary.frames,
                                    "seconds": time.perf_counter() - t0})
-    timings["collect_s"] = _seconds(out / ".collected")
-
-    # 2. latents
     if not _done(out / ".prepared"):
         from lbva.data.prepare import prepare_dataset
 
@@ -213,36 +280,17 @@ def run_demo(out: str | Path, recipe: str = "demo/metaworld", tasks=DEFAULT_TASK
         logger.info("phase 2/4: training the embedded VAE and caching latents")
         prepare_dataset(dataset, cfg.embodiment.name, out=cache, data_cfg=cfg.data, progress=progress)
         _mark(out / ".prepared", {"seconds": time.perf_counter() - t0})
-    timings["prepare_s"] = _seconds(out / ".prepared")
+    return _seconds(out / ".collected"), _seconds(out / ".prepared")
 
-    # 3. training: the main model, then (with --ablations) one model per training switch
-    variants = _variants(cfg, ablations)
-    models = {"": (cfg, out)}
-    for v in variants:
-        if v.train and v.model_slug not in models:
-            folder = v.model_folder(out)
-            models[v.model_slug] = (load_config(recipe, [*base, f"trainer.output_dir={folder / 'train'}", *overrides,
-                                                         *v.train]), folder)
-    for slug, (mcfg, folder) in models.items():
-        if not _done(folder / ".trained"):
-            t0 = time.perf_counter()
-            what = f"the {mcfg.model.size} model" + (f" with {slug}" if slug else "")
-            logger.info("phase 3/4: training %s for %d steps", what, mcfg.trainer.max_steps)
-            _train_and_export(mcfg, cache, folder / "policy", strip=folder / "prediction.png")
-            _mark(folder / ".trained", {"steps": mcfg.trainer.max_steps, "seconds": time.perf_counter() - t0})
-    timings["train_s"] = _seconds(out / ".trained")
-    if len(models) > 1:
-        timings["ablation_train_s"] = sum(_seconds(f / ".trained") for s, (_, f) in models.items() if s)
-    _loss_curves({s or "main": f / "train" for s, (_, f) in models.items()}, out / "loss_curves.png")
 
-    # 4. closed-loop evaluation
-    results = _evaluate(cfg, out, variants, tasks, episodes, max_steps, seed + EVAL_SEED_OFFSET, progress, workers)
-    timings["eval_s"] = sum(results[v.label]["seconds"] for v in CORE)
-    if ablations:
-        timings["ablation_eval_s"] = sum(r["seconds"] for k, r in results.items() if k not in {v.label for v in CORE})
-    report = _write_report(out, cfg, tasks, results, timings, ablations, episodes, max_steps)
-    logger.info("report: %s", report)
-    return {"report": str(report), "timings": timings, "results": {k: v["summary"] for k, v in results.items()}}
+def train_model(cfg, cache: Path, folder: Path, strip: Path | None = None) -> None:
+    """Train ``cfg`` on the latent cache into ``folder`` (``train/``, ``policy/``) and leave its ``.trained``
+    marker: steps, wall seconds and processor seconds (which other jobs on a shared machine do not inflate; the
+    peers' training-time budget is measured in them)."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    _train_and_export(cfg, cache, folder / "policy", strip=strip)
+    _mark(folder / ".trained", {"steps": cfg.trainer.max_steps, "seconds": time.perf_counter() - t0,
+                                "cpu_seconds": time.process_time() - cpu0})
 
 
 def _seconds(marker: Path) -> float:
@@ -338,134 +386,225 @@ def prediction_strip(system, cfg, video, path: Path, samples: int = 3, seed: int
     return path
 
 
+LOSS_TITLES = {"train/loss": "total loss", "train/loss_dyn": "video dynamics (L_dyn)",
+               "train/loss_inv": "inverse dynamics (L_inv)", "train/loss_fdm": "forward dynamics (L_fdm)"}
+
+
 def _loss_curves(runs: dict[str, Path], path: Path) -> Path | None:
-    """Training loss (total, video dynamics, inverse dynamics, forward dynamics) of each trained model, from its
-    TensorBoard run."""
+    """Every training loss term (``train/loss*``) of each trained model, from its TensorBoard run: one panel per
+    term, the logged values faint and their running mean (a tenth of the run) solid, on a log scale."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import numpy as np
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tags = ("train/loss", "train/loss_dyn", "train/loss_inv", "train/loss_fdm")
-    fig, axes = plt.subplots(1, len(tags), figsize=(4 * len(tags), 3), squeeze=False)
-    drew = False
+    curves: dict[str, dict[str, dict[int, float]]] = {}  # tag -> run -> step -> value (resumed runs join up)
     for name, folder in runs.items():
         for events in sorted((folder / "tb").glob("version_*")):
             acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
             acc.Reload()
-            for ax, tag in zip(axes[0], tags):
-                if tag in acc.Tags().get("scalars", []):
-                    pts = acc.Scalars(tag)
-                    ax.plot([p.step for p in pts], [p.value for p in pts], label=name, linewidth=1)
-                    drew = True
-    if not drew:
-        plt.close(fig)
+            for tag in acc.Tags().get("scalars", []):
+                if tag.startswith("train/loss"):
+                    curves.setdefault(tag, {}).setdefault(name, {}).update({p.step: p.value for p in acc.Scalars(tag)})
+    if not curves:
         return None
+    tags = sorted(curves, key=lambda t: (list(LOSS_TITLES).index(t) if t in LOSS_TITLES else len(LOSS_TITLES), t))
+    fig, axes = plt.subplots(1, len(tags), figsize=(4.6 * len(tags), 3.8), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, tag in zip(axes[0], tags):
-        ax.set_title(tag, fontsize=9)
-        ax.set_xlabel("step")
-        if ax.lines:
-            ax.set_yscale("log")
-            ax.legend(fontsize="small")
+        for i, name in enumerate(runs):
+            pts = curves[tag].get(name)
+            if not pts:
+                continue
+            steps = np.array(sorted(pts))
+            values = np.array([pts[k] for k in steps])
+            color = colors[i % len(colors)]
+            ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.7)
+            window = max(1, len(values) // 10)
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1:], smooth, color=color, linewidth=1.6, label=name)
+        ax.set_title(LOSS_TITLES.get(tag, tag), fontsize=10)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("loss (log scale)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
 def _evaluate(cfg, out: Path, variants: list[Variant], tasks, episodes: int, max_steps: int, seed: int,
               progress: bool, workers: int = 1) -> dict:
-    """Each variant's rollout and report under ``eval/<variant>``; a variant already evaluated with the same
-    settings (``eval/<variant>/demo.json``) is read back instead of run again (delete it to re-run)."""
-    from lbva.eval.report import write_report
-    from lbva.eval.rollout import PolicyFactory, rollout
+    """Each variant's rollout and report under ``eval/<variant>`` (see :func:`evaluate_policy`)."""
+    from lbva.eval.rollout import PolicyFactory
 
     emb = cfg.embodiment.name
     results = {}
     for v in variants:
-        folder = out / "eval" / v.slug
         settings = {"tasks": list(tasks), "episodes": episodes, "max_steps": max_steps, "seed": seed,
                     "train_steps": cfg.trainer.max_steps, "train": list(v.train), "infer": [list(kv) for kv in v.infer]}
         if v.kind == "lbva":  # a retrained model (a new marker) is evaluated again
             settings["model_trained"] = _seconds(v.model_folder(out) / ".trained")
-        record = folder / "demo.json"
-        if record.is_file():
-            try:
-                old = json.loads(record.read_text())
-            except ValueError:
-                old = {}
-            if old.get("settings") == settings:
-                results[v.label] = old
-                continue
-        if v.kind == "lbva":
             factory: Any = DemoPolicy(str(v.model_folder(out) / "policy"), emb, v.infer)
         else:
             factory = PolicyFactory(v.kind, "metaworld")
-        logger.info("evaluating %s on %s (%d episodes each)", v.label, tasks, episodes)
-        t0 = time.perf_counter()
-        res = rollout("metaworld", factory, tasks, episodes, seed=seed, max_steps=max_steps, workers=workers,
-                      record_videos=1 if v == SYNC else 0, progress=progress)
-        rep = write_report(res, folder, title=v.label, settings={"episodes": episodes, "max_steps": max_steps})
-        entry = {"summary": rep["summary"], "seconds": time.perf_counter() - t0, "steps": int(sum(r.steps for r in res)),
-                 "settings": settings}
-        record.write_text(strict_json.dumps(entry, indent=2))
-        results[v.label] = entry
+        results[v.label] = evaluate_policy(out / "eval" / v.slug, v.label, factory, settings, tasks, episodes,
+                                           max_steps, seed, progress, workers, record_videos=1 if v == SYNC else 0)
     return results
 
 
-def _num(row: dict, key: str) -> float:
-    """A number of a summary row; NaN where it is missing or was stored as null (a strict-JSON NaN)."""
-    value = row.get(key)
-    return float("nan") if value is None else float(value)
+def evaluate_policy(folder: Path, label: str, factory: Any, settings: dict, tasks, episodes: int, max_steps: int,
+                    seed: int, progress: bool, workers: int = 1, record_videos: int = 0) -> dict:
+    """One policy's seeded Meta-World episodes and report in ``folder``; a policy already evaluated there with the
+    same ``settings`` (``folder/demo.json``) is read back instead of run again (delete it to re-run)."""
+    from lbva.eval.report import write_report
+    from lbva.eval.rollout import rollout
+
+    record = folder / "demo.json"
+    if record.is_file():
+        try:
+            old = json.loads(record.read_text())
+        except ValueError:
+            old = {}
+        if old.get("settings") == settings:
+            return old
+    logger.info("evaluating %s on %s (%d episodes each)", label, tasks, episodes)
+    t0 = time.perf_counter()
+    res = rollout("metaworld", factory, tasks, episodes, seed=seed, max_steps=max_steps, workers=workers,
+                  record_videos=record_videos, progress=progress)
+    rep = write_report(res, folder, title=label, settings={"episodes": episodes, "max_steps": max_steps})
+    entry = {"summary": rep["summary"], "seconds": time.perf_counter() - t0, "steps": int(sum(r.steps for r in res)),
+             "settings": settings}
+    record.write_text(strict_json.dumps(entry, indent=2))
+    return entry
 
 
-def _pct(row: dict) -> str:
-    return f"{100 * _num(row, 'success_rate'):.0f} % / {_num(row, 'progress'):.2f}"
+PHASE_NAMES = {"collect_s": "collection", "prepare_s": "latents", "train_s": "training", "eval_s": "evaluation",
+               "ablation_train_s": "ablation training", "ablation_eval_s": "ablation evaluation",
+               "evidence_collect_s": "collection and latents for other demonstration counts",
+               "evidence_lbva_train_s": "lbva training, further seeds and counts",
+               "evidence_lbva_eval_s": "lbva evaluation, further seeds, counts and FDM-grounded async",
+               "evidence_peer_train_s": "peer training (LeRobot)", "evidence_peer_eval_s": "peer evaluation"}
+MAIN_PHASES = ("collect_s", "prepare_s", "train_s", "eval_s")
+
+
+def _counts(row: dict) -> tuple[int, int]:
+    """(successful episodes, episodes) of a summary row."""
+    n = int(row.get("episodes", 0) or 0)
+    return round(float(row.get("success_rate", 0.0) or 0.0) * n), n
+
+
+def _percent(row: dict) -> str:
+    k, n = _counts(row)
+    return f"{100 * k / n:.0f} %" if n else "–"
+
+
+def _difference_mark(row: dict, ref: dict | None) -> str:
+    """" ▲" / " ▼" when the success rate of ``row`` differs from the reference row's beyond the 95 % interval of the
+    difference (Newcombe's hybrid score interval), else ""."""
+    from lbva.eval.intervals import difference_interval
+
+    k, n = _counts(row)
+    if ref is None or ref is row or not n:
+        return ""
+    k0, n0 = _counts(ref)
+    if not n0:
+        return ""
+    _, low, high = difference_interval(k, n, k0, n0)
+    return " ▲" if low > 0 else " ▼" if high < 0 else ""
 
 
 def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_ablations: bool, episodes: int,
-                  max_steps: int) -> Path:
-    total = sum(v for k, v in timings.items() if not k.startswith("ablation"))
-    lines = ["# lbva demo report", "",
-             f"Model `{cfg.model.size}` ({cfg.model.layout} layout), {cfg.trainer.max_steps} training steps; "
-             f"{episodes} held-out episodes per task, at most {max_steps} steps each.", "",
-             "Time per phase: " + ", ".join(f"{k[:-2]} {v / 60:.1f} min" for k, v in timings.items())
-             + f"; main run (without ablations) {total / 60:.1f} min.", "",
-             "## Closed-loop success", "", "Success rate / progress score per task.", "",
-             "| variant | " + " | ".join(tasks) + " | mean |", "|---|" + "---:|" * (len(tasks) + 1)]
+                  max_steps: int, evidence: dict | None = None, quick: bool = False, main_demos: int = 30,
+                  seeds: int = 1) -> Path:
+    """``report.md``: one table per question (baselines, peers and seeds, demonstrations, each ablation) with 95 %
+    intervals, a reading of the results, the time of every phase, the figures and the episode videos."""
+    from lbva.eval.report import number, plot_rates, success_cell
+
+    records = (evidence or {}).get("records", [])
+    lines = ["# lbva demo report", ""]
+    if quick:
+        lines += ["> **This is a `--quick` smoke run: its numbers mean nothing.** A tiny model trained for "
+                  f"{cfg.trainer.max_steps} steps on {main_demos} demonstrations per task, {episodes} episode(s) per "
+                  "task: it only shows that every phase runs. Run `lbva demo` for numbers.", ""]
+    lines += [f"Model `{cfg.model.size}` ({cfg.model.layout} action stream), {cfg.trainer.max_steps} training steps on "
+              f"{main_demos} scripted demonstrations per task; every policy is scored on the same {episodes} held-out "
+              f"seeded episodes per task, at most {max_steps} steps each. Success cells show the rate and its 95 % "
+              "Wilson interval over episodes; ▲/▼ mark a difference to a table's reference row whose 95 % interval "
+              "(Newcombe) excludes 0.", ""]
+    main_total = sum(timings.get(k, 0.0) for k in MAIN_PHASES)
+    lines += ["Time per phase (minutes, as measured when each phase ran): "
+              + ", ".join(f"{PHASE_NAMES.get(k, k)} {v / 60:.1f}" for k, v in timings.items())
+              + f"; the plain demo (first four) {main_total / 60:.1f} in all"
+              + (f", everything {sum(timings.values()) / 60:.1f}." if len(timings) > len(MAIN_PHASES) else "."), ""]
+    lines += ["## Reading", "", _reading(tasks, results, records, main_demos, quick), ""]
+
+    # does the trained model beat trivial baselines, and does its video context matter?
+    lines += ["## Closed-loop success against baselines", "",
+              "| variant | " + " | ".join(tasks) + " | mean success | mean progress |",
+              "|---|" + "---:|" * (len(tasks) + 2)]
+    series = {}
     for v in CORE:
-        s = results[v.label]["summary"]
-        lines.append(f"| {v.label} | " + " | ".join(_pct(s.get(t, {})) for t in tasks) + f" | {_pct(s.get('mean', {}))} |")
+        sm = results[v.label]["summary"]
+        lines.append(f"| {v.label} | " + " | ".join(success_cell(sm.get(t, {})) for t in tasks)
+                     + f" | **{success_cell(sm.get('mean', {}))}** | {number(sm.get('mean', {}).get('progress'))} |")
+        series[v.label] = [_rate_with_interval(sm.get(t, {})) for t in [*tasks, "mean"]]
+    plot_rates([*tasks, "mean"], series, out / "success.png", "success on held-out episodes (95 % Wilson intervals)",
+               ylabel="success rate")
+    lines += ["", "![success per task and variant](success.png)", ""]
+
+    figures: list[str] = []
+    if records or (evidence or {}).get("failures"):
+        from lbva.demo_evidence import evidence_figures, evidence_tables
+
+        lines += evidence_tables(records, evidence.get("failures", []), tasks, main_demos, seeds, cfg.trainer.max_steps)
+        figures = evidence_figures(records, tasks, main_demos, out)
+        if "evidence_success.png" in figures:
+            lines += ["![success per task of lbva and the peers](evidence_success.png)", ""]
+
     if with_ablations:
-        lines += ["", "## Ablations", "",
-                  "Time to finish: mean over successful episodes of the episode on a robot at the embodiment's "
-                  "control rate (steps / control rate + the idle time the measured chunk latencies would cost, "
-                  "with what async execution hides). Chunk latency: median per episode, measured here on the CPU.", ""]
+        lines += ["## Ablations", "",
+                  "One training seed. Success per task and mean over tasks; ▲/▼: outside the 95 % interval of the "
+                  "difference to the table's first row. Time to finish: mean over successful episodes of the episode "
+                  "on a robot at the embodiment's control rate (steps / control rate + the idle time the measured "
+                  "chunk latencies would cost, less what async execution hides; – without a successful episode). "
+                  "Chunk latency: median per episode, measured here on the CPU.", ""]
         for ab in ablations(cfg):
             if len(ab.rows) < 2:
                 continue
             lines += [f"### {ab.title}", "", f"{ab.claim}.", "",
                       "| setting | recipe switch | " + " | ".join(tasks) + " | mean success | time to finish (s) | "
                       "chunk latency (ms) |", "|---|---|" + "---:|" * (len(tasks) + 3)]
+            ref = results[ab.rows[0][2].label]["summary"]
             for label, switch, v in ab.rows:
-                s = results[v.label]["summary"]
-                m = s.get("mean", {})
-                lines.append(f"| {label} | `{switch}` | " + " | ".join(_pct(s.get(t, {})) for t in tasks)
-                             + f" | {100 * _num(m, 'success_rate'):.0f} % | {_num(m, 'time_to_finish_s'):.2f} | "
-                               f"{1000 * _num(m, 'chunk_latency_s'):.0f} |")
+                sm = results[v.label]["summary"]
+                m = sm.get("mean", {})
+                cells = [_percent(sm.get(t, {})) + _difference_mark(sm.get(t, {}), ref.get(t)) for t in tasks]
+                lines.append(f"| {label} | `{switch}` | " + " | ".join(cells)
+                             + f" | {success_cell(m)}{_difference_mark(m, ref.get('mean'))} | {number(m.get('time_to_finish_s'))} | "
+                      f"{number(m.get('chunk_latency_s'), '.0f', scale=1000)} |")
             lines.append("")
-    lines += ["", "## Detail", "", "| variant | task | success rate | progress |", "|---|---|---|---|"]
-    for name, rep in results.items():
-        for task, row in rep["summary"].items():
-            lines.append(f"| {name} | {task} | {_num(row, 'success_rate'):.2f} | {_num(row, 'progress'):.2f} |")
-    lines += ["", "## Figures", ""]
+
+    lines += ["## Figures and videos", ""]
     if (out / "loss_curves.png").is_file():
-        lines += ["![training loss](loss_curves.png)", ""]
+        lines += ["Training loss of every lbva model (faint: logged values; solid: running mean):", "",
+                  "![training loss](loss_curves.png)", ""]
+    if "peer_loss_curves.png" in figures:
+        lines += ["The peers' training loss as LeRobot logs it (its own objectives, not comparable with lbva's):", "",
+                  "![peer training loss](peer_loss_curves.png)", ""]
     if (out / "prediction.png").is_file():
         lines += ["![predicted vs real frames](prediction.png)", ""]
-    lines += ["Per-variant reports (success plots, the sync policy's episode videos): `eval/<variant>/report.md`; "
-              f"training curves and sampled-vs-real videos: `tensorboard --logdir {out}`.", ""]
+    videos = sorted(out.glob("eval/*/videos/*.mp4")) + sorted(out.glob("evidence/*/*/eval/videos/*.mp4"))
+    if videos:
+        lines += ["Episode videos (the camera enlarged 4×; the first held-out episode of each task):", ""]
+        lines += [f"- [{v.relative_to(out)}]({v.relative_to(out)})" for v in videos]
+        lines.append("")
+    lines += ["Per-variant reports (per-task tables, success plots): `eval/<variant>/report.md`; training curves and "
+              f"sampled-vs-real videos: `tensorboard --logdir {out}`.", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     (out / "summary.json").write_text(strict_json.dumps({k: v["summary"] for k, v in results.items()} | {"timings": timings},
@@ -492,6 +631,66 @@ def check_arguments(args: argparse.Namespace, tasks: list[str]) -> None:
             expert(task)
         except ValueError as e:
             raise CLIError(f"--tasks: {e}") from None
+def _rate_with_interval(row: dict) -> tuple[float, float, float] | None:
+    from lbva.eval.intervals import wilson_interval
+
+    k, n = _counts(row)
+    return (k / n, *wilson_interval(k, n)) if n else None
+
+
+def _reading(tasks, results: dict, records: list, main_demos: int, quick: bool) -> str:
+    """One paragraph saying what the tables show, from the numbers themselves."""
+    from lbva.demo_evidence import pool, row_specs
+    from lbva.eval.intervals import differs, format_rate
+
+    if quick:
+        return ("A `--quick` run trains a tiny model for a few steps and scores it on one episode per task: whatever "
+                "its tables say is noise, not a result.")
+    k, n = _counts(results[SYNC.label]["summary"]["mean"])
+    others = [(v.label, *_counts(results[v.label]["summary"]["mean"])) for v in CORE if v != SYNC]
+    best = max(others, key=lambda o: o[1] / max(o[2], 1))
+    text = (f"The trained model succeeds on {k} of {n} held-out episodes ({format_rate(k, n)}); the best baseline "
+            f"(\"{best[0]}\") on {best[1]} of {best[2]}: "
+            + ("a difference the intervals support." if differs(k, n, best[1], best[2]) else
+               "within the intervals, so this run does not show the model above its baselines."))
+    if records:
+        specs = row_specs(records)
+        rows = [(p, meaning, pool(records, p, b, main_demos, tasks)) for p, b, meaning in specs]
+        rows = [r for r in rows if r[2] is not None and r[2].episodes["mean"]]
+        if rows:
+            ref = rows[0][2]
+            parts = []
+            for policy, meaning, p in rows[1:]:
+                ks, ns = p.successes["mean"], p.episodes["mean"]
+                verdict = ("above" if ks / ns > ref.successes["mean"] / ref.episodes["mean"] else "below") \
+                    if differs(ks, ns, ref.successes["mean"], ref.episodes["mean"]) else "within the intervals of"
+                parts.append(f"{policy} at {meaning} ({p.seeds} seed{'s' if p.seeds > 1 else ''}) "
+                             f"{format_rate(ks, ns)}, {verdict} it")
+            text += (f" On {main_demos} demonstrations per task and over {ref.seeds} training "
+                     f"seed{'s' if ref.seeds > 1 else ''}, {rows[0][0]} succeeds on "
+                     f"{format_rate(ref.successes['mean'], ref.episodes['mean'])}"
+                     + ("; " + "; ".join(parts) if parts else "") + ".")
+            ranked = sorted(rows, key=lambda r: -r[2].successes["mean"] / r[2].episodes["mean"])
+            if len(ranked) > 1:
+                (p1, m1, a), (p2, m2, b) = ranked[0][:3], ranked[1][:3]
+                lead = differs(a.successes["mean"], a.episodes["mean"], b.successes["mean"], b.episodes["mean"])
+                text += (f" Highest: {p1} ({m1}), " + ("ahead of the next row beyond the intervals." if lead else
+                         f"but not beyond the intervals of the next, {p2} ({m2})."))
+        counts = sorted({r["demos"] for r in records})
+        if len(counts) > 1:
+            moves = []
+            for policy, budget, _ in specs:
+                if budget != "steps":
+                    continue
+                a, b = pool(records, policy, "steps", counts[0], tasks), pool(records, policy, "steps", counts[-1], tasks)
+                if a and b and a.episodes["mean"] and b.episodes["mean"]:
+                    moves.append(f"{policy} {100 * a.successes['mean'] / a.episodes['mean']:.0f} → "
+                                 f"{100 * b.successes['mean'] / b.episodes['mean']:.0f} %")
+            if moves:
+                text += f" From {counts[0]} to {counts[-1]} demonstrations per task: " + ", ".join(moves) + "."
+        text += (" The intervals cover episode noise (which initial states a policy met); the seed means show how far "
+                 "training seeds move a row.")
+    return text
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -504,7 +703,24 @@ def _run(args: argparse.Namespace) -> int:
                      "trainer.checkpoint_every_n_steps=20", "trainer.sample_every_n_steps=0", *overrides]
         demos, episodes, max_steps = min(demos, 2), min(episodes, 1), min(max_steps, 30)
         tasks = tasks[:1]
+    counts = list(args.demo_counts)
+    if args.quick and len(counts) > 1:
+        counts = [1, demos]
     info = run_demo(args.out, args.recipe, tasks, demos, episodes, max_steps, args.ablations, args.seed, overrides,
-                    workers=1 if args.quick else args.workers)
+                    workers=1 if args.quick else args.workers, peers=args.peers, seeds=args.seeds,
+                    demo_counts=counts, quick=args.quick)
     print(Path(info["report"]).read_text())
-    return 0
+    for failure in info["failures"]:
+        logger.error("not measured: %s: %s", failure["unit"], failure["error"])
+    return 1 if info["failures"] else 0
+
+
+def _demo_counts(text: str) -> list[int]:
+    """``--demo-counts 10,30`` -> [10, 30]; anything else is refused naming what was given."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"takes comma-separated whole numbers >= 1 (e.g. 10,30); got {text!r}")
+    return counts

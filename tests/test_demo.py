@@ -2,6 +2,7 @@
 is scored on initial states it was not trained on."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -39,7 +40,8 @@ def test_every_phase_runs_and_the_report_names_each_variant(quick_demo):
     out, info, _ = quick_demo
     report = (out / "report.md").read_text()
     for variant in ("lbva (sync)", "lbva, no video context", "zero policy", "random policy"):
-        assert f"| {variant} | reach-v3 |" in report
+        assert f"\n| {variant} | " in report
+    assert "nan" not in report.split() and "## Detail" not in report  # one table per question, "–" for unmeasured
     summary = json.loads((out / "summary.json").read_text())
     assert set(info["timings"]) == {"collect_s", "prepare_s", "train_s", "eval_s"} == set(summary["timings"])
     assert (out / "policy" / "lbva_policy.json").is_file()
@@ -120,3 +122,96 @@ def test_ablations_train_their_switches_and_report_a_table_each(quick_demo, monk
                    "`inference.video_stop_sigma=0", "`objective.fdm_prob=0 inference.mode=fdm_async`"):
         assert switch in report
     assert (out / "prediction.png").is_file()
+
+
+def test_peers_seeds_and_demo_counts_fill_one_table_each_with_intervals(quick_demo, monkeypatch):
+    """--peers --seeds 2 --demo-counts 1,2 on a finished run: every unit of the plan is trained once and scored on
+    the demo's held-out episodes; a peer's training-time budget is lbva's processor time at the peer's measured cost
+    per step; the report pools seeds with Wilson intervals that match the raw episodes; a failed unit is reported
+    and the rest still run; a second call redoes only what failed.
+
+    Training is faked (a copy of the demo's policy for lbva, a record for the peers, a zero policy scoring them):
+    LeRobot's own training of the peers is tested in tests/test_demo_peers.py."""
+    import shutil
+
+    import lbva.eval.peers as peers
+    import lbva.eval.rollout as rollout_mod
+    from lbva.demo_evidence import time_budget_steps
+    from lbva.eval.intervals import format_rate
+    from lbva.eval.rollout import PolicyFactory
+
+    out, _, _ = quick_demo
+    collect_and_prepare, train, failed = demo._collect_and_prepare, [], []
+    rollout, eval_seeds = rollout_mod.rollout, []
+
+    def copy_dataset(root, *a, **kw):  # other demo counts: the demo's own dataset stands in
+        if root != out and not (root / ".prepared").is_file():
+            root.mkdir(parents=True, exist_ok=True)
+            for part in ("dataset", "cache"):
+                shutil.copytree(out / part, root / part, dirs_exist_ok=True)
+            for marker in (".collected", ".prepared"):
+                (root / marker).write_text('{"seconds": 1.0}')
+        return collect_and_prepare(root, *a, **kw)
+
+    def fake_lbva(cfg, cache, policy_dir, strip=None):
+        train.append(("lbva", str(policy_dir.parent)))
+        shutil.copytree(out / "policy", policy_dir, dirs_exist_ok=True)
+
+    def fake_peer(run):
+        train.append((run.kind, run.output_dir, run.steps))
+        if run.output_dir.endswith("demos_2/diffusion_seed1_time") and not failed:
+            failed.append(run)
+            raise RuntimeError("LeRobot's training of diffusion failed: killed by signal 9")
+        # processor time: 0.2 s of start-up, then 0.5 s a step (the logged clock says so)
+        return {"kind": run.kind, "steps": run.steps, "seed": run.seed, "seconds": 2.0, "cpu_seconds": 0.2 + 0.5 * run.steps,
+                "losses": [[1, 0.9, 0.1, 0.1], [run.steps, 0.5, 0.9, 0.1 + 0.5 * (run.steps - 1)]],
+                "policy": run.output_dir, "parameters": 1}
+
+    def spy_rollout(*a, **kw):
+        eval_seeds.append(kw["seed"])
+        return rollout(*a, **kw)
+
+    monkeypatch.setattr(demo, "_collect_and_prepare", copy_dataset)
+    monkeypatch.setattr(demo, "_train_and_export", fake_lbva)
+    monkeypatch.setattr(peers, "train_peer", fake_peer)
+    monkeypatch.setattr(peers, "PeerPolicyFactory", lambda folder, emb: PolicyFactory("zero", "metaworld"))
+    monkeypatch.setattr(rollout_mod, "rollout", spy_rollout)
+    kwargs = dict(tasks=["reach-v3"], demos=2, episodes=1, max_steps=12, seed=3, progress=False, peers=True, seeds=2,
+                  demo_counts=[1, 2], overrides=["model.size=tiny", "trainer.max_steps=3", "data.embedded_vae_steps=3",
+                                                 "trainer.checkpoint_every_n_steps=3", "trainer.sample_every_n_steps=0",
+                                                 "trainer.progress_bar=false"])
+    info = demo.run_demo(out, **kwargs)
+
+    ev = out / "evidence"
+    assert sorted(t[1] for t in train if t[0] == "lbva") == sorted(
+        str(p) for p in (ev / "demos_2" / "lbva_seed1", ev / "demos_1" / "lbva_seed0", ev / "demos_1" / "lbva_seed1"))
+    peer_runs = {Path(f).name + ("@1" if "demos_1" in f else ""): steps for k, f, *steps in train if k != "lbva"}
+    expected = {f"{p}_seed{k}_{b}" for p in ("act", "diffusion") for k in (0, 1) for b in ("steps", "time")}
+    expected |= {f"{p}_seed{k}_steps@1" for p in ("act", "diffusion") for k in (0, 1)}
+    assert set(peer_runs) == expected
+    assert all(peer_runs[f"{p}_seed{k}_steps"] == [3] for p in ("act", "diffusion") for k in (0, 1))
+    for k, folder in ((0, out), (1, ev / "demos_2" / "lbva_seed1")):  # lbva's processor time, less start-up, / 0.5 s
+        lbva_cpu = json.loads((folder / ".trained").read_text())["cpu_seconds"]
+        expected_steps = max(1, int((lbva_cpu - 0.2) / 0.5 + 1e-9))
+        assert peer_runs[f"act_seed{k}_time"] == [expected_steps] == [time_budget_steps(lbva_cpu, 0.2, 0.5)]
+    assert set(eval_seeds) == {3 + demo.EVAL_SEED_OFFSET}
+    assert [f["unit"] for f in info["failures"]] == ["diffusion, 2 demos, seed +1, time budget"]
+
+    # the pooled cell of lbva (sync), from the raw episodes of both seeds' evaluations
+    episodes = [e for folder in (out, ev / "demos_2" / "lbva_seed1")
+                for e in json.loads((folder / "eval" / "lbva__sync" / "results.json").read_text())["episodes"]]
+    report = (out / "report.md").read_text()
+    sync_row = next(line for line in report.splitlines() if line.startswith("| lbva (sync) | its recipe's steps | 2 |"))
+    assert format_rate(sum(e["success"] for e in episodes), len(episodes)) in sync_row
+    for heading in ("## lbva against LeRobot's ACT and Diffusion Policy", "## Success against the number of demonstrations",
+                    "## Not measured", "| 1 demos per task | 2 demos per task |", "lbva (FDM-grounded async)"):
+        assert heading in report
+    assert "nan" not in report.split() and "killed by signal 9" in report
+    for figure in ("evidence_success.png", "success_vs_demos.png", "peer_loss_curves.png", "success.png"):
+        assert (out / figure).is_file() and f"]({figure})" in report
+
+    # a second call trains and evaluates only the unit that failed
+    train.clear(), eval_seeds.clear()
+    again = demo.run_demo(out, **kwargs)
+    assert [Path(f).name for _, f, *_ in train] == ["diffusion_seed1_time"] and len(eval_seeds) == 1
+    assert not again["failures"]

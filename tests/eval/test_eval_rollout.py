@@ -61,14 +61,16 @@ def test_report_files(tmp_path):
     ]
     rep = write_report(results, tmp_path, title="t", settings={"seed": 0}, fps=10)
     md = (tmp_path / "report.md").read_text()
-    assert "| reach-v3 | 2 | 0.500 | 0.750 | 70.0 | 2 |" in md
-    assert "| push-v3 | 1 | 0.000 | 0.250 | 100.0 | 0 |" in md
-    assert "| **mean** | 3 | 0.250 | 0.500 | 80.0 | 2 |" in md  # tasks weigh equally: (0.5 + 0) / 2
+    # success with its 95 % Wilson interval: 1 of 2 -> [9, 91], 0 of 1 -> [0, 79]
+    assert "| reach-v3 | 2 | 50 % [9, 91] | 0.750 | 70.0 | 2 |" in md
+    assert "| push-v3 | 1 | 0 % [0, 79] | 0.250 | 100.0 | 0 |" in md
+    assert "| **mean** | 3 | 25 % [" in md and "| 0.500 | 80.0 | 2 |" in md  # tasks weigh equally: (0.5 + 0) / 2
     assert "clamped dims [0]" in md
     assert (tmp_path / "success.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     video = iio.imread(tmp_path / "videos" / "reach-v3_ep0.mp4", plugin="pyav")
-    assert video.shape == (6, 64, 64, 3)
-    assert np.abs(video.astype(int) - frames.astype(int)).mean() < 6  # lossy, but the same pictures
+    assert video.shape == (6, 256, 256, 3)  # a 64x64 camera enlarged 4x, each pixel a 4x4 block
+    enlarged = frames.repeat(4, axis=1).repeat(4, axis=2)
+    assert np.abs(video.astype(int) - enlarged.astype(int)).mean() < 6  # lossy, but the same pictures
     data = json.loads((tmp_path / "results.json").read_text())
     assert [e["seed"] for e in data["episodes"]] == [11, 12, 13]
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
@@ -134,3 +136,7 @@ def test_episodes_carry_policy_timings_and_robot_time(tmp_path):
     rep = write_report([ok, bad], tmp_path / "r", tensorboard=False)
     text = rep["files"]["markdown"].read_text()
     assert "time to finish (s)" in text and "| 2.00 | 200 |" in text
+    # a task without a successful episode has no time to finish: the table says so with "–", never "nan"
+    rep = write_report([bad], tmp_path / "r2", tensorboard=False)
+    text = rep["files"]["markdown"].read_text()
+    assert "| – | 300 |" in text and "nan" not in text
