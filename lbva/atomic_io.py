@@ -174,6 +174,12 @@ def _fsync_folder(folder: Path) -> None:
         pass
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; on success it replaces ``path`` in one rename.
@@ -218,6 +224,7 @@ def atomic_folder(out: str | os.PathLike, marker: str) -> Iterator[Path]:
                 "this output and will not be replaced; pass a new or empty folder", str(out),
             )
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_TAG}", dir=out.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the output gets the mode a plain mkdir would
         try:
             yield tmp
             _swap_in(tmp, out)

@@ -214,6 +214,23 @@ def test_a_failed_write_leaves_the_previous_version_and_no_temporaries(tmp_path)
     assert (out / "v.txt").read_text() == "1" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
+def test_a_written_folder_has_the_mode_a_plain_mkdir_would_give(umask, mode, tmp_path):
+    """The temporary folder behind the swap is made private (0700); the output must not stay so, or a server running
+    as another user cannot read a policy folder that training wrote."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        with atomic_folder(tmp_path / "out", marker="v.txt") as tmp:
+            (tmp / "v.txt").write_text("1")
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == mode == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+
+
 # ---------------------------------------------------------------------------------------------- training checkpoints
 @pytest.mark.parametrize("content", ["empty", "truncated zip", "pickle"])
 def test_a_damaged_training_checkpoint_is_a_checkpoint_error(content, tmp_path):
