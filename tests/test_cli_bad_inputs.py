@@ -53,6 +53,7 @@ CASES = [
     ("dataset info {file}", ["{file}"]),
     ("serve --checkpoint {missing} --embodiment so101", ["{missing}", "does not exist"]),
     ("serve --fake --embodiment no-such-robot", ["no-such-robot"]),
+    ("serve --fake", ["--fake needs --embodiment"]),
     ("serve --fake --embodiment so101 --max-queued-bytes 10", ["--max-queued-bytes", "10"]),
     ("serve --fake --embodiment so101 --max-prompt-chars 0", ["--max-prompt-chars"]),
     ("serve --checkpoint {damaged} --embodiment metaworld-sawyer", ["{damaged}", "model.safetensors"]),

@@ -1,6 +1,6 @@
 """``lbva serve``: serve a checkpoint (or the deterministic fake policy) over websockets.
 
-    lbva serve --checkpoint runs/posttrain/last --embodiment metaworld-sawyer --port 8000
+    lbva serve --checkpoint runs/posttrain/policy --port 8000      # the embodiment the policy was trained for
     lbva serve --fake --embodiment metaworld-sawyer          # no model: for smoke tests and client work
 
 Clients: ``lbva_client.LbvaClient`` (the torch-free ``lbva-client`` distribution) or openpi's
@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Serve one embodiment's policy: each websocket connection gets its own session.",
     )
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint directory (lbva.inference.Policy.from_pretrained)")
-    p.add_argument("--embodiment", required=True, help="embodiment name (see `lbva embodiments`)")
+    p.add_argument("--embodiment", default=None,
+                   help="embodiment name (see `lbva embodiments`); with --checkpoint, default: the one the policy folder "
+                        "records (must match it if given); required with --fake")
     p.add_argument("--wan-path", type=Path, default=None,
                    help="LeRobot lingbot_va folders: a local Wan2.2 folder (vae/, text_encoder/, tokenizer/) "
                         "replacing the folder's wan_pretrained_path")
@@ -89,13 +91,15 @@ class CheckpointPolicyFactory:
     """Loads the checkpoint once at start-up; each session then gets ``policy.new_session()`` when the Policy
     offers it (weights shared), otherwise the loaded policy for the first session and a fresh load after."""
 
-    def __init__(self, checkpoint: Path, embodiment: str, wan_path: Path | None = None) -> None:
+    def __init__(self, checkpoint: Path, embodiment: str | None, wan_path: Path | None = None) -> None:
         self.policy_class = _policy_class()
         self.checkpoint = checkpoint
         self.embodiment = embodiment
         self._kwargs = {} if wan_path is None else {"wan_path": str(wan_path)}
-        logger.info("loading %s for embodiment %r", checkpoint, embodiment)
+        logger.info("loading %s%s", checkpoint, f" for embodiment {embodiment!r}" if embodiment else "")
         self.template = self.policy_class.from_pretrained(str(checkpoint), embodiment=embodiment, **self._kwargs)
+        if self.embodiment is None:  # the folder's own; later sessions are loaded for the same one
+            self.embodiment = getattr(getattr(self.template, "spec", None), "name", None)
         self._lock = threading.Lock()
         self._handed_out = False
 
@@ -139,7 +143,10 @@ def build_server(args: argparse.Namespace) -> Any:
         raise _cli_error(f"--max-prompt-chars must be >= 1, got {args.max_prompt_chars}")
     if args.workers < 1:
         raise _cli_error(f"--workers must be >= 1, got {args.workers}")
-    spec = load_embodiment(args.embodiment)
+    if args.fake and args.embodiment is None:
+        raise _cli_error("--fake needs --embodiment NAME (the fake policy has no folder to read it from); see "
+                         "`lbva embodiments`")
+    spec = load_embodiment(args.embodiment) if args.embodiment is not None else None
     if args.fake:
         factory: Any = lambda: FakePolicy.from_embodiment(spec)  # noqa: E731
         extra = {"policy": "fake", "feedback": feedback_metadata(spec, 1)}
@@ -148,6 +155,8 @@ def build_server(args: argparse.Namespace) -> Any:
             raise _cli_error(f"--checkpoint {args.checkpoint} does not exist; pass a directory written by training")
         factory = CheckpointPolicyFactory(args.checkpoint, args.embodiment, getattr(args, "wan_path", None))
         spec = getattr(factory.template, "spec", None) or spec
+        if spec is None:
+            raise _cli_error(f"could not tell which embodiment {args.checkpoint} is for; pass --embodiment NAME")
         extra = {"policy": "checkpoint", "checkpoint": str(args.checkpoint),
                  "feedback": feedback_metadata(spec, int(getattr(factory.template, "stride", 1)))}
     return PolicyServer(

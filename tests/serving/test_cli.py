@@ -89,7 +89,9 @@ def _fake_inference(monkeypatch, *, with_new_session: bool):
         @classmethod
         def from_pretrained(cls, path, embodiment):
             calls.append((path, embodiment))
-            return cls.from_embodiment(ToySpec(name=embodiment))
+            policy = cls.from_embodiment(ToySpec(name=embodiment or "toy-arm"))  # None: the folder's own (toy-arm)
+            policy.spec = ToySpec(name=embodiment or "toy-arm")  # as lbva.inference.Policy carries it
+            return policy
 
         stride = 3  # video frames per latent frame (the Wan VAE's is 4)
 
@@ -112,6 +114,14 @@ def test_checkpoint_factory_reloads_without_new_session(toy_embodiment, monkeypa
     first, second = server.policy_factory(), server.policy_factory()
     assert first is server.policy_factory.template and second is not first
     assert calls == [(str(tmp_path), "toy-arm")] * 2
+
+
+def test_without_embodiment_the_policy_folders_own_is_served_and_reloaded(toy_embodiment, monkeypatch, tmp_path):
+    calls = _fake_inference(monkeypatch, with_new_session=False)
+    server = serve_cli.build_server(parse("--checkpoint", str(tmp_path)))
+    assert server.schema.embodiment == "toy-arm"
+    server.policy_factory(), server.policy_factory()
+    assert calls == [(str(tmp_path), None), (str(tmp_path), "toy-arm")]  # a reload asks for the same embodiment
 
 
 def test_checkpoint_factory_prefers_new_session(toy_embodiment, monkeypatch, tmp_path):
