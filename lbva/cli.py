@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import warnings
 import sys
 
 from lbva.errors import CLIError, UserError, one_line
@@ -52,6 +53,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OWN_LOGGERS = ("lbva", "lbva_client", "lbva_metaworld", "lbva_libero", "lbva_lerobot_arms", "lbva_robotwin")
+
+
+class _DropLightningTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)  # Lightning advertises a cloud logger on every fit
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Give lbva's own loggers (and its plugins') one handler each, once; leave the root logger alone.
+
+    Configuring the root logger (``logging.basicConfig``) printed every Lightning message twice: Lightning adds its
+    own handler to its loggers when it is imported, and its records also reached the root handler."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler._lbva = True  # type: ignore[attr-defined]  # replaced, not stacked, when main() runs again in a process
+    for name in OWN_LOGGERS:
+        log = logging.getLogger(name)
+        log.handlers = [h for h in log.handlers if not getattr(h, "_lbva", False)] + [handler]
+        log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropLightningTips) for f in log.filters):
+            log.addFilter(_DropLightningTips())
+    # Lightning's own pytree helper trips a torch deprecation on every fit; nothing a user can act on
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    if verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one verb. A :class:`~lbva.errors.UserError` (bad input) or an ``OSError`` (a path that cannot be used, a
     refused connection, a full disk) prints one line ``error: ...`` and returns 2; with ``-v`` the traceback is
@@ -64,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides.extend(extra)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

@@ -1,5 +1,6 @@
 """`lbva --help` (every verb registered) stays light: no torch, no diffusers, no simulators at import time."""
 
+import os
 import subprocess
 import sys
 
@@ -21,3 +22,30 @@ def test_every_verb_in_the_table_registers():
     missing = sorted(v for v in COMMANDS if v not in verbs)
     # rollout (lbva.robots) is the only verb whose module may still be missing
     assert set(missing) <= {"rollout"}, missing
+
+
+LOGGING_SNIPPET = """
+import logging
+from lbva.cli import configure_logging
+configure_logging()
+configure_logging()  # a second main() in the same process must not stack handlers
+import lightning.pytorch  # noqa: F401  (adds its own handler to its loggers, as it does in `lbva train`)
+logging.getLogger("lightning.pytorch.utilities.rank_zero").info("GPU available: False")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").info("💡 Tip: try a cloud logger")
+logging.getLogger("lbva.train").info("policy folder: run/policy")
+logging.getLogger("lbva_metaworld.env").warning("a plugin speaks")
+logging.getLogger("lbva.train").debug("not shown without -v")
+"""
+
+
+def test_each_log_line_is_printed_once_and_lightning_tips_are_dropped():
+    """`lbva train` printed every Lightning line twice (Lightning's own handler, then the root handler the CLI set
+    up with basicConfig); the CLI now configures only lbva's loggers."""
+    r = subprocess.run([sys.executable, "-c", LOGGING_SNIPPET], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert out.count("GPU available: False") == 1, out
+    assert out.count("INFO lbva.train: policy folder: run/policy") == 1, out
+    assert out.count("WARNING lbva_metaworld.env: a plugin speaks") == 1, out
+    assert "Tip:" not in out and "not shown" not in out, out
