@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import warnings
 import sys
+import warnings
 
 from lbva.errors import CLIError, UserError, one_line
 
@@ -50,7 +50,42 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         seen.add(module)
         importlib.import_module(module).register(sub)
+    for p in _all_parsers(parser):
+        if p.formatter_class is argparse.HelpFormatter:  # a verb's own RawDescription formatter etc. is kept
+            p.formatter_class = DefaultsHelpFormatter
+        for action in p._actions:
+            if action.help is None and action.option_strings:  # argparse would print nothing, not even the default
+                action.help = "x"
+                action.help = "(default: %(default)s)" if shows_default(action) else None
     return parser
+
+
+def _all_parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                yield from _all_parsers(child)
+
+
+def shows_default(action: argparse.Action) -> bool:
+    """Whether ``--help`` should state the option's default: it has one worth stating and its text does not
+    already say it."""
+    d = action.default
+    if action.help in (None, argparse.SUPPRESS) or d is None or d is False or d is argparse.SUPPRESS or d in ([], ()):
+        return False  # (identity: 0 and 0.0 equal False, and are defaults worth showing)
+    if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._StoreConstAction)):
+        return False
+    return "default" not in action.help.lower() and (bool(action.option_strings)
+                                                     or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already gives it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = (action.help or "").strip()
+        return f"{text} (default: %(default)s)".lstrip() if shows_default(action) else text
 
 
 OWN_LOGGERS = ("lbva", "lbva_client", "lbva_metaworld", "lbva_libero", "lbva_lerobot_arms", "lbva_robotwin")

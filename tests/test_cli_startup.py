@@ -41,7 +41,7 @@ logging.getLogger("lbva.train").debug("not shown without -v")
 def test_each_log_line_is_printed_once_and_lightning_tips_are_dropped():
     """`lbva train` printed every Lightning line twice (Lightning's own handler, then the root handler the CLI set
     up with basicConfig); the CLI now configures only lbva's loggers."""
-    r = subprocess.run([sys.executable, "-c", LOGGING_SNIPPET], capture_output=True, text=True, timeout=300,
+    r = subprocess.run([sys.executable, "-c", LOGGING_SNIPPET], capture_output=True, text=True, timeout=300, check=False,
                        env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr
@@ -49,3 +49,28 @@ def test_each_log_line_is_printed_once_and_lightning_tips_are_dropped():
     assert out.count("INFO lbva.train: policy folder: run/policy") == 1, out
     assert out.count("WARNING lbva_metaworld.env: a plugin speaks") == 1, out
     assert "Tip:" not in out and "not shown" not in out, out
+
+
+def test_every_option_with_a_default_shows_it_in_help():
+    """`--help` of every verb names each option's default (stated by the option's own text or appended)."""
+    import argparse
+
+    from lbva.cli import _all_parsers, build_parser, shows_default
+
+    parser = build_parser()
+    checked = 0
+    for p in _all_parsers(parser):
+        text = p.format_help()
+        for action in p._actions:
+            d = action.default
+            if (not action.option_strings or d is None or d is False or d is argparse.SUPPRESS or d in ([], ())
+                    or isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._StoreConstAction))):
+                continue
+            checked += 1
+            flag = action.option_strings[-1]
+            entry = text[text.index(flag, text.index("options:")):]
+            entry = entry[:entry.find("\n  -", 1) if "\n  -" in entry[1:] else len(entry)]
+            assert "default" in entry.lower(), f"{p.prog} {flag}: no default in its help:\n{entry}"
+            squeezed = "".join(entry.split())  # help wraps at spaces and hyphens
+            assert not shows_default(action) or "".join(f"(default: {d})".split()) in squeezed, (p.prog, flag, entry)
+    assert checked > 30, checked  # every verb's options, not a handful
