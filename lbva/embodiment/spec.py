@@ -72,7 +72,10 @@ class CameraSpec:
 
     def __post_init__(self):
         if not self.key.startswith("observation.images."):
-            raise ValueError(f"camera key {self.key!r} must start with 'observation.images.' (LeRobot's convention)")
+            raise ValueError(
+                f"camera key {self.key!r} must start with 'observation.images.' (lbva names every camera this way, as "
+                "LeRobot does for several cameras); declare other names a dataset or client uses, such as LeRobot's "
+                "one-camera 'observation.image' or openpi's 'observation/image', in CameraSpec(aliases=...)")
         if self.height <= 0 or self.width <= 0:
             raise ValueError(f"camera {self.key!r} has size {self.height}x{self.width}; both must be positive")
         object.__setattr__(self, "aliases", _alias_keys(self.aliases, f"camera {self.key!r}"))
