@@ -131,6 +131,14 @@ def frames_to_pixels(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t.movedim(-1, -3) / 127.5 - 1.0
 
 
+def _one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int):
+    """One-cycle schedule with a 10 % warm-up, or a constant rate for runs too short to have one. OneCycleLR divides
+    by the length of each phase, which is zero for some short runs (10 steps: a warm-up of exactly one step)."""
+    if steps < 4:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=max(0.1, 2.0 / steps))
+
+
 def train_embedded_vae(
     frames: np.ndarray,
     steps: int = 400,
@@ -157,7 +165,7 @@ def train_embedded_vae(
     torch.random.set_rng_state(torch_state)
     pixels = frames_to_pixels(frames)  # (N, 3, H, W)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    sched = _one_cycle(opt, lr, steps)
     model.train()
     bar = tqdm(range(steps), desc="training embedded VAE", disable=not progress, leave=False)
     for _ in bar:

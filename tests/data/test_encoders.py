@@ -197,3 +197,12 @@ def test_umt5_encoder_pads_to_max_length_and_zeroes_padding(tmp_path):
     with torch.no_grad():
         ref = model.eval()(ids, mask).last_hidden_state
     torch.testing.assert_close(out[0, :4], ref[0, :4], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3, 4, 5, 10, 11, 20])
+def test_embedded_vae_trains_for_any_number_of_steps(steps):
+    """OneCycleLR divided by zero for some short runs (10 steps: a one-step warm-up), which a quick
+    `lbva prepare ... data.embedded_vae_steps=10` hit."""
+    vae = train_embedded_vae(_frames(n=8, h=16, w=16), steps=steps, batch_size=4, progress=False)
+    z = vae.encode(torch.zeros(1, 3, 1, 16, 16))
+    assert torch.isfinite(z).all()
