@@ -70,14 +70,30 @@ def test_the_distributions_carry_what_the_package_needs(built):
     assert {"LICENSE", "lbva/recipes/demo/tiny.yaml", "embodiments/lbva-metaworld/pyproject.toml",
             "scripts/setup.sh"} <= members
     plugins = {p.name.split("-")[0] for p in built.glob("*.whl")}
-    assert {"lbva", "lbva_metaworld", "lbva_libero", "lbva_lerobot_arms", "lbva_robotwin"} <= plugins
+    assert {"lbva", "lbva_client", "lbva_metaworld", "lbva_libero", "lbva_lerobot_arms", "lbva_robotwin",
+            "lerobot_policy_lbva", "lerobot_env_lbva_metaworld", "lerobot_robot_lbva_sim"} <= plugins
+    for wheel in built.glob("*.whl"):  # every distribution carries the licence it declares
+        with zipfile.ZipFile(wheel) as z:
+            assert any(n.endswith(".dist-info/licenses/LICENSE") for n in z.namelist()), wheel.name
+
+
+@pytest.fixture(scope="module")
+def robot_env(built, tmp_path_factory) -> Path:
+    """What a robot computer installs: lbva-client alone (numpy, msgpack, websockets; no lbva, no torch)."""
+    venv = tmp_path_factory.mktemp("robot") / "env"
+    uv = [sys.executable, "-m", "uv"]
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    _run([*uv, "venv", "-q", "-p", sys.executable, str(venv)], built, base)
+    _run([*uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "--find-links", str(built),
+          "lbva-client"], built, base)
+    return venv / "bin" / "python"
 
 
 CLIENT = r"""
-import sys
-sys.modules["torch"] = None  # the client must not need torch
+import importlib.util, sys
+assert importlib.util.find_spec("torch") is None and importlib.util.find_spec("lbva") is None
 import numpy as np
-from lbva.serving.client import LbvaClient
+from lbva_client import LbvaClient
 
 with LbvaClient("127.0.0.1", int(sys.argv[1])) as client:
     meta = client.metadata
@@ -90,7 +106,7 @@ with LbvaClient("127.0.0.1", int(sys.argv[1])) as client:
 """
 
 
-def test_a_user_goes_from_install_to_a_served_policy_outside_the_repository(user_env, tmp_path):
+def test_a_user_goes_from_install_to_a_served_policy_outside_the_repository(user_env, robot_env, tmp_path):
     env, lbva = user_env["env"], str(user_env["bin"] / "lbva")
     py = str(user_env["bin"] / "python")
     work = tmp_path / "work"
@@ -115,9 +131,9 @@ def test_a_user_goes_from_install_to_a_served_policy_outside_the_repository(user
     results = json.loads((work / "ev" / "results.json").read_text())
     assert results, "the evaluation wrote no results"
 
-    server = subprocess.Popen([lbva, "serve", "--checkpoint", "run/policy", "--embodiment", "metaworld-sawyer",
-                               "--port", "0"], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+    # the policy folder says which embodiment it drives: no --embodiment needed
+    server = subprocess.Popen([lbva, "serve", "--checkpoint", "run/policy", "--port", "0"], cwd=work, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         port = None
         for line in server.stdout:  # the server logs its address once the socket is bound
@@ -126,13 +142,19 @@ def test_a_user_goes_from_install_to_a_served_policy_outside_the_repository(user
                 port = int(m.group(1))
                 break
         assert port, "the server exited before listening"
-        out = _run([py, "-c", CLIENT, str(port)], work, env, timeout=300).stdout
+        out = _run([str(robot_env), "-c", CLIENT, str(port)], work, env, timeout=300).stdout
         assert out.startswith("OK metaworld-sawyer")
     finally:
         server.terminate()
         server.wait(timeout=60)
 
-    # LeRobot's lingbot_va runs the Wan2.2 VAE and umT5 only: the export names where they will be on that machine
-    _run([lbva, "export", "lerobot", "run/policy", "lerobot_policy", "--wan-path", "/models/Wan2.2-TI2V-5B"], work, env)
+    # LeRobot's lingbot_va runs the Wan2.2 VAE and umT5 only: the export names where they will be on that machine.
+    # The tiny recipe's inference settings are not on LeRobot's grid: the export refuses, names the nearest values
+    # and the flag that accepts them, and writes nothing
+    export = [lbva, "export", "lerobot", "run/policy", "lerobot_policy", "--wan-path", "/models/Wan2.2-TI2V-5B"]
+    refused = _run(export, work, env, check=False)
+    assert refused.returncode == 2 and "--approximate" in refused.stderr, refused.stderr
+    assert not (work / "lerobot_policy").exists()
+    _run([*export, "--approximate"], work, env)
     cfg = json.loads((work / "lerobot_policy" / "config.json").read_text())
     assert cfg["type"] == "lingbot_va" and cfg["wan_pretrained_path"] == "/models/Wan2.2-TI2V-5B"
