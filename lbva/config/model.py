@@ -19,7 +19,7 @@ class ModelConfig:
     attn_kernel: str = choice("sdpa", "sdpa", "flex", "flash", doc="attention kernel")
     action_dim: int = bounded(30, 1, None, doc="unified action space width")
     activation_checkpointing: bool = documented(False, doc="recompute each block in the backward pass (less memory)")
-    compile: bool = documented(False, doc="torch.compile the blocks")
+    compile: bool = documented(False, doc="torch.compile each block's per-token parts (projections, norms, MLP; the masked attention between them stays eager): one compilation shared by every layer and both streams, made on the first call of each input shape")
     init_from: str | None = documented(
         None, doc="start from this checkpoint: a released LingBot-VA root or transformer/, a LeRobot lingbot_va "
                   "folder, a diffusers Wan2.2 folder, an lbva policy or model folder")

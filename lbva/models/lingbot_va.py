@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -285,6 +286,33 @@ class _Segment:
     timesteps: torch.Tensor  # (B, L)
 
 
+def _pre(block: Block, x, mod, rope):
+    return block.pre_attention(x, mod, rope)
+
+
+def _post(block: Block, x, o, e, text_kv):
+    return block.post_attention(x, o, e, text_kv)
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def _compiled_pre():
+    """``_pre`` through ``torch.compile``, made once per process. A module-level function, not an attribute of the
+    model, so the model deep-copies (EMA) and pickles as before; the block is an argument and its parameters are
+    inputs of the graph (Dynamo inlines built-in modules), so every layer of both streams shares one compilation
+    per input shape. The masked attention between the two halves stays eager (its kernel is chosen at run time)."""
+    if "pre" not in _COMPILED:
+        _COMPILED["pre"] = torch.compile(_pre, dynamic=None)
+    return _COMPILED["pre"]
+
+
+def _compiled_post():
+    if "post" not in _COMPILED:
+        _COMPILED["post"] = torch.compile(_post, dynamic=None)
+    return _COMPILED["post"]
+
+
 class LingBotVA(nn.Module):
     """The composed model. Parameter counts (exact, ``wan2.2-5b`` with action_dim 30, text 4096):
 
@@ -400,6 +428,11 @@ class LingBotVA(nn.Module):
         ctx = self.condition_embedder.text_embedder(text)
         return [blk.attn2.kv(ctx) for blk in self.blocks]
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the blocks' per-token parts run through ``torch.compile`` (``model.compile``)."""
+        return bool(getattr(self.config, "compile", False))
+
     def _experts(self, i: int) -> tuple[Block, Block]:
         return self.blocks[i], (self.action_blocks[i] if self.action_blocks is not None else self.blocks[i])
 
@@ -411,9 +444,10 @@ class LingBotVA(nn.Module):
         go into the KV cache's buffer and the call attends over the history there, in place."""
         both = self._experts(i)
         experts = [both[w] for w in which]
+        pre, post = (_compiled_pre(), _compiled_post()) if self.compiled else (_pre, _post)
         qkv, es = [], []
         for s, x in enumerate(xs):
-            t, e = experts[s].pre_attention(x, mods[s], ropes[s])
+            t, e = pre(experts[s], x, mods[s], ropes[s])
             qkv.append(t)
             es.append(e)
         q, k, v = (torch.cat([t[j] for t in qkv], 1) if len(qkv) > 1 else qkv[0][j] for j in range(3))
@@ -421,7 +455,7 @@ class LingBotVA(nn.Module):
             k, v = cache_call.store(i, k, v)  # (B, S, Hh, Dh) views over the cache's slots, this call's included
         o = attend(q, k, v)
         outs = o.split([x.shape[1] for x in xs], 1)
-        return [experts[s].post_attention(x, outs[s], es[s], text_kv) for s, x in enumerate(xs)]
+        return [post(experts[s], x, outs[s], es[s], text_kv) for s, x in enumerate(xs)]
 
     def _run(self, segments: list[_Segment], text_kv, fdm, window: AttentionWindow | None, cache_call=None):
         """The one layer loop over the segments (grouped into streams); ``cache_call`` reads and extends the

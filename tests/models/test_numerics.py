@@ -53,3 +53,28 @@ def test_compiled_tiny_model_gives_eager_numbers(backend):
         compiled = torch.compile(m, backend=backend)(**inp, chunk_size=1)
     torch.testing.assert_close(compiled.video, eager.video, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(compiled.actions, eager.actions, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["shared", "mot"])
+def test_model_compile_gives_the_eager_numbers_with_one_compilation_for_all_layers(layout):
+    """``model.compile=true`` runs every block's per-token parts through torch.compile (inductor, on this CPU):
+    the outputs equal eager ones, and the layers and streams share the compiled graphs instead of recompiling."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    cfg = load_config(None, ["model.size=tiny", f"model.layout={layout}"]).model
+    torch.manual_seed(0)
+    eager = build_model(cfg).eval()
+    compiled = build_model(type(cfg)(**{**vars(cfg), "compile": True})).eval()
+    compiled.load_state_dict(eager.state_dict())
+    _, inp = _tiny_and_inputs()
+    assert compiled.compiled and not eager.compiled
+    with torch.no_grad():
+        want = eager(**inp, chunk_size=1)
+        got = compiled(**inp, chunk_size=1)
+    torch.testing.assert_close(got.video, want.video, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.actions, want.actions, rtol=1e-4, atol=1e-5)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs >= 2, dict(counters["stats"])  # pre- and post-attention really compiled
+    assert graphs <= 8, dict(counters["stats"])  # not one per layer and stream (tiny has several of each)
