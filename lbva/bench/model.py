@@ -1,4 +1,4 @@
-"""Model speed: our video stream vs diffusers' Wan, KV cache vs recompute, train-step MFU.
+"""Model speed: our video stream vs diffusers' Wan, KV cache vs recompute, train-step MFU, compiled vs eager.
 
 Every number is a ratio of two timings taken in the same run on the same machine:
 
@@ -8,6 +8,8 @@ Every number is a ratio of two timings taken in the same run on the same machine
   the whole history in a full masked forward, for 4, 16, 32 history chunks.
 * ``train_step_mfu``: achieved FLOP/s of a training fwd+bwd (FlopCounterMode's matmul FLOPs plus the attention
   FLOPs counted by hand) / this machine's matmul peak measured in the same run.
+* ``compiled_vs_eager``: forward time with ``model.compile=true`` / the same model and weights eager (``tiny`` with
+  ``--quick``, else ``small``), after a first call that compiles (its time is reported too, not in the ratio).
 """
 
 from __future__ import annotations
@@ -56,6 +58,16 @@ def _time(fn, repeats: int, sync) -> float:
     return statistics.median(ts)
 
 
+def arch_from(cfg):
+    from lbva.models.lingbot_va import arch_from_model_config
+
+    return arch_from_model_config(cfg)
+
+
+def mcfg_in(cfg) -> int:
+    return arch_from(cfg).in_channels
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -70,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     quick = args.quick
     reps = args.repeats or (1 if quick else 5)
     results: dict = {"device": str(dev), "quick": quick}
-    bar = tqdm(total=3, desc="lbva bench model", disable=None)
+    bar = tqdm(total=4, desc="lbva bench model", disable=None)
 
     # ---- 1. video stream vs diffusers, identical config and weights
     from diffusers import WanTransformer3DModel
@@ -168,6 +180,35 @@ def run(args: argparse.Namespace) -> int:
                                  "peak_matmul_flops": peak, "step_s": t_step, "step_flops": flops,
                                  "attention_flops_added": attn_flops}
     bar.update()
+
+    # ---- 4. model.compile: the same model and weights with its blocks compiled, forward only
+    from dataclasses import replace as _replace
+
+    from lbva.config import load_config
+
+    mcfg = load_config(None, ["model.size=tiny" if quick else "model.size=small"]).model
+    torch.manual_seed(0)
+    eager_m = LingBotVA(arch_from(mcfg), config=mcfg).to(dev).eval()
+    compiled_m = LingBotVA(arch_from(mcfg), config=_replace(mcfg, compile=True)).to(dev).eval()
+    compiled_m.load_state_dict(eager_m.state_dict())
+    g = torch.Generator().manual_seed(4)
+    Fc = 2
+    cin = dict(noisy_video=torch.randn(1, mcfg_in(mcfg), Fc, 8, 8, generator=g).to(dev),
+               video_sigma=torch.rand(1, Fc, generator=g).to(dev),
+               noisy_actions=torch.randn(1, Fc, 4, mcfg.action_dim, generator=g).to(dev),
+               action_sigma=torch.rand(1, Fc, generator=g).to(dev),
+               text=torch.randn(1, 8, eager_m.arch.text_dim, generator=g).to(dev))
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        same = compiled_m(**cin, chunk_size=1)  # the first call compiles
+        sync()
+        compile_s = time.perf_counter() - t0
+        ref_out = eager_m(**cin, chunk_size=1)
+        err = float((same.video - ref_out.video).abs().max())
+        t_eager, t_comp = _time_pair(lambda: eager_m(**cin, chunk_size=1), lambda: compiled_m(**cin, chunk_size=1),
+                                     max(reps, 3), sync)
+    results["compiled_vs_eager"] = {"ratio": t_comp / t_eager, "compiled_s": t_comp, "eager_s": t_eager,
+                                    "first_call_s": compile_s, "max_abs_difference": err, "size": mcfg.size}
     bar.close()
 
     lines = [f"video_stream_vs_diffusers: {results['video_stream_vs_diffusers']['ratio']:.2f}× diffusers' time "
@@ -176,6 +217,9 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"kv_cache_vs_recompute[{k} chunks]: {v['ratio']:.3f}× the recompute time")
     r = results["train_step_mfu"]
     lines.append(f"train_step_mfu: {100 * r['mfu']:.1f}% of the measured matmul peak ({r['peak_matmul_flops'] / 1e9:.0f} GFLOP/s)")
+    c = results["compiled_vs_eager"]
+    lines.append(f"compiled_vs_eager[{c['size']}]: {c['ratio']:.2f}× the eager forward time (first call, compiling: "
+                 f"{c['first_call_s']:.1f} s; largest output difference {c['max_abs_difference']:.1e})")
     for line in lines:
         print(line)  # noqa: T201 — CLI output
     if args.json:
