@@ -82,8 +82,10 @@ def test_eval_cli_writes_a_report(tmp_path, caplog):
     code = main(["eval", "metaworld", "--policy", "zero", "--tasks", "reach-v3", "--episodes", "1",
                  "--max-steps", "5", "--videos", "1", "--out", str(out), "--no-progress"])
     assert code == 0
-    assert "| reach-v3 | 1 | 0.000 |" in (out / "report.md").read_text()
-    assert iio.imread(out / "videos" / "reach-v3_ep0.mp4", plugin="pyav").shape == (6, 64, 64, 3)  # reset + 5 steps
+    # 0 of 1 episodes: Wilson's 95 % interval is [0, 1/(1 + 1.96^2)] = [0, 0.793]
+    assert "| reach-v3 | 1 | 0 % [0, 79] | 0.000 |" in (out / "report.md").read_text()
+    # reset + 5 steps, the 64x64 camera enlarged 4x
+    assert iio.imread(out / "videos" / "reach-v3_ep0.mp4", plugin="pyav").shape == (6, 256, 256, 3)
 
 
 @pytest.mark.parametrize("argv,message", [
