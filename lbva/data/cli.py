@@ -58,10 +58,8 @@ def _prepare(args: argparse.Namespace) -> int:
     if args.encoder:
         overrides.append(f"data.encoder={args.encoder}")
     cfg = load_config(args.recipe, overrides)
-    try:
-        from lbva.embodiment import UnknownEmbodimentError, get_embodiment
-    except ImportError as e:  # pragma: no cover - the embodiment package ships with lbva
-        raise CLIError(f"embodiments are unavailable: {e}") from e
+    from lbva.embodiment import UnknownEmbodimentError, get_embodiment
+
     try:
         spec = get_embodiment(args.embodiment)
         report = prepare_dataset(

@@ -3,7 +3,7 @@
 Axis legend: B batch, C latent channels, F latent frames, h/w latent pixels, N actions per latent frame,
 A = 30 unified slots, Lt text tokens, Dt text width.
 
-Batch contract (docs/briefs/interfaces.md §3)::
+Batch contract (what :class:`lbva.objectives.FlowMatchingObjective` reads; docs/architecture.md#the-training-batch)::
 
     video        float32 (B, C, F, h, w)   normalised latents
     actions      float32 (B, F, N, 30)     q01/q99 -> [-1, 1] on used channels, 0 elsewhere

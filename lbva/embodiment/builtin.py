@@ -1,8 +1,9 @@
 """The robots lbva ships with, registered through the same hook as any third-party plugin.
 
-Slot placement follows DESIGN §5 (left arm for single-arm robots; grippers in 28/29 scaled to [0, 1],
-0 closed and 1 open). Where a released LingBot-VA checkpoint exists, the used channels follow its
-config (``used_action_channel_ids`` in Robbyant/lingbot-va ``wan_va/configs``):
+Slot placement follows the unified slots (docs/architecture.md#unified-action-slots: left arm for
+single-arm robots; grippers in 28/29 scaled to [0, 1], 0 closed and 1 open). Where a released LingBot-VA
+checkpoint exists, the used channels follow its config (``used_action_channel_ids`` in Robbyant/lingbot-va
+``wan_va/configs``):
 
 * RoboTwin: EEF poses + grippers (slots 0–13, 28, 29); joints are state only.
 * LIBERO: the 6 delta channels go to slots 0–5 as they are (3 position + 3 axis-angle, not converted to

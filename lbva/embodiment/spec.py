@@ -3,7 +3,7 @@
 Axis legend: ``...`` any leading axes (time, batch), A native action (or state) dim, 30 unified slots,
 h/w a camera's pixels, H/W the tiled frame.
 
-Unified slots (DESIGN §5, compatible with the released checkpoints):
+Unified slots (docs/architecture.md#unified-action-slots; compatible with the released checkpoints):
 
 ====== ==================================================
 0–6    left arm end effector: xyz + quaternion (x, y, z, w)

@@ -116,11 +116,6 @@ def run_eval(args: argparse.Namespace) -> int:
         factory = PolicyFactory(args.policy, env, noise_std=args.noise)
     elif Path(args.policy).is_dir():
         factory = PolicyFactory("checkpoint", env, checkpoint=str(Path(args.policy).resolve()))
-        try:
-            import lbva.inference  # noqa: F401
-            from lbva.inference import Policy  # type: ignore[attr-defined]  # noqa: F401
-        except ImportError as e:
-            raise CLIError(f"cannot evaluate the checkpoint {args.policy}: lbva.inference.Policy is not available ({e})") from None
     else:
         raise CLIError(f"--policy {args.policy!r} is neither a baseline ({', '.join(BASELINES)}) nor a checkpoint folder")
     try:

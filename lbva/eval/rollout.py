@@ -96,14 +96,9 @@ class PolicyFactory:
 
 
 def load_checkpoint_policy(path: str | None, embodiment: str) -> Any:
-    """``lbva.inference.Policy.from_pretrained(path, embodiment=...)``; a clear error while it is missing."""
-    try:
-        from lbva.inference import Policy  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise RuntimeError(
-            f"cannot load the checkpoint {path}: lbva.inference.Policy is not available ({e}); evaluate a baseline "
-            "(--policy zero|random|scripted) or update lbva"
-        ) from e
+    """``lbva.inference.Policy.from_pretrained(path, embodiment=...)``."""
+    from lbva.inference import Policy
+
     return Policy.from_pretrained(path, embodiment=embodiment)
 
 

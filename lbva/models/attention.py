@@ -1,4 +1,4 @@
-"""The chunk-causal attention mask (DESIGN §2) — one spec, every kernel.
+"""The chunk-causal attention mask (docs/architecture.md#the-attention-mask) — one spec, every kernel.
 
 Axis legend: B batch, L query tokens, S key tokens, Hh heads, Dh head dim.
 

@@ -328,9 +328,9 @@ class LingBotVA(nn.Module):
         model.stream(cache, tkv, "video", x0, zeros, chunk=c, chunk_size=K, write=(c, "video", imagined))
         cache.drop(c, "video")                         # forget imagined entries of chunk c
 
-    A query attends to its own tokens plus every cached entry allowed by the mask (DESIGN §2) under the cache's
-    window, in place in the cache's buffer; the cache evicts by the same window. Streaming chunk by chunk gives
-    the numbers of the full masked :meth:`forward` with that window.
+    A query attends to its own tokens plus every cached entry allowed by the mask
+    (docs/architecture.md#the-attention-mask) under the cache's window, in place in the cache's buffer; the cache evicts
+    by the same window. Streaming chunk by chunk gives the numbers of the full masked :meth:`forward` with that window.
     """
 
     def __init__(self, arch: ArchConfig, config=None, max_parameters: int | None = None):
@@ -371,7 +371,7 @@ class LingBotVA(nn.Module):
             self.action_blocks = None
         self._freqs = rope_freqs(arch.attention_head_dim, arch.rope_theta)
 
-    # interfaces.md §2 names these on the model
+    # the shape callers read from the model itself (trainer, exporters), not from .arch
     @property
     def in_channels(self) -> int:
         return self.arch.in_channels
@@ -513,7 +513,8 @@ class LingBotVA(nn.Module):
     def forward(self, noisy_video=None, video_sigma=None, noisy_actions=None, action_sigma=None, text=None,
                 clean_video=None, clean_video_sigma=None, clean_actions=None, chunk_size: int = 1,
                 window: AttentionWindow | int | None = None, fdm: bool | torch.Tensor = False) -> ModelOutput:
-        """Velocities u = ε − x0 of the noisy copies, under the chunk-causal mask (interfaces.md §2).
+        """Velocities u = ε − x0 of the noisy copies, under the chunk-causal mask
+        (docs/architecture.md#the-attention-mask).
 
         ``window``: an :class:`~lbva.models.attention.AttentionWindow` (its size may be a (B,) tensor, one per
         sequence), an int (whole chunks) or None. ``fdm``: one flag, or a (B,) bool tensor marking the sequences

@@ -39,10 +39,11 @@ class LossOutput:
 
 
 def check_batch(batch: dict) -> None:
-    """Raise a clear error when a batch does not follow interfaces.md §3."""
+    """Raise a clear error when a batch does not follow the batch contract of :mod:`lbva.data.datamodule`."""
     missing = [k for k in REQUIRED_KEYS if k not in batch]
     if missing:
-        raise KeyError(f"training batch lacks {missing}; it needs {list(REQUIRED_KEYS)} (interfaces.md §3)")
+        raise KeyError(f"training batch lacks {missing}; it needs {list(REQUIRED_KEYS)} "
+                       "(the batch contract in lbva/data/datamodule.py)")
     v, a, m, t = batch["video"], batch["actions"], batch["action_mask"], batch["text"]
     if v.ndim != 5:
         raise ValueError(f"batch['video'] must be (B, C, F, H, W), got shape {tuple(v.shape)}")

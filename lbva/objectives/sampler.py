@@ -3,7 +3,7 @@
 Axis legend: B batch, C latent channels, Fh history latent frames, K frames of the chunk being
 generated, H, W latent height/width, N actions per latent frame, A action dim.
 
-Offline, full-sequence sampling through the model's teacher-forcing forward (interfaces.md §2): the
+Offline, full-sequence sampling through the model's teacher-forcing forward (``LingBotVA.forward``): the
 history sits in the clean copy, the chunk being generated in the noisy copy; the chunk-causal mask
 keeps the noisy chunk from seeing anything it must not. Video chunk c is integrated from σ = 1 down to
 ``video_stop_sigma`` (partial denoising), then action chunk c from σ = 1 to 0, conditioned on that

@@ -2,8 +2,8 @@
 behind a loader that resumes mid-epoch at the exact batch (so a resumed run sees the batches an
 uninterrupted run would).
 
-Axis legend (synthetic batches, interfaces.md §3): B batch, C latent channels, F latent frames,
-H, W latent height/width, N actions per latent frame, A = 30 action slots, Lt/Dt text tokens/width.
+Axis legend (synthetic batches follow the batch contract of :mod:`lbva.data.datamodule`): B batch, C latent channels, F
+latent frames, H, W latent height/width, N actions per latent frame, A = 30 action slots, Lt/Dt text tokens/width.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def synthetic_loader(cfg, model, length: int) -> DataLoader:
 
     spec = get_embodiment(cfg.embodiment.name)
     model = getattr(model, "module", model)  # unwrap DDP / Fabric wrappers
-    arch = getattr(model, "arch", None)  # interfaces.md §2 names model.in_channels etc.; fall back to model.arch
+    arch = getattr(model, "arch", None)  # LingBotVA has in_channels etc. as properties; fall back to model.arch
 
     def attr(name, default=None):
         return getattr(model, name, getattr(arch, name, default))

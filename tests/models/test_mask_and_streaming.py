@@ -12,7 +12,7 @@ from lbva.models.attention import AttentionWindow, token_visibility
 
 
 def naive_visible(qi, qn, ki, kn, fdm=False, window=None):
-    """DESIGN §2's table written out literally; ``window`` = (kind, size)."""
+    """The mask table of docs/architecture.md#the-attention-mask written out literally; ``window`` = (kind, size)."""
     if window is not None:
         kind, size = window
         if kind == "chunks" and qi // 2 - ki // 2 >= size:

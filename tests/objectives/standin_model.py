@@ -1,4 +1,4 @@
-"""A tiny stand-in for ``lbva.models.LingBotVA`` with the same call signature (interfaces.md §2).
+"""A tiny stand-in for ``lbva.models.LingBotVA`` with the same call signature (``LingBotVA.forward``).
 
 Per latent frame it sees only what the chunk-causal mask allows a noisy frame of that chunk to see
 through its inputs: the video head gets its own noisy frame, σ, the text and a learned frame-position
@@ -59,7 +59,7 @@ class StandInVA(nn.Module):
 
 
 def synthetic_episode(seed=0, B=1, C=2, F=4, H=2, W=2, N=2, A=30, Lt=3, Dt=4, used=7, chunk_size=2):
-    """One fixed episode in the interfaces.md §3 batch format (used channels 0..used-1)."""
+    """One fixed episode in the training batch format of lbva.data.datamodule (used channels 0..used-1)."""
     g = torch.Generator().manual_seed(seed)
     mask = torch.zeros(B, F, N, A, dtype=torch.bool)
     mask[:, 1:, :, :used] = True  # frame 0 of a segment carries no action
