@@ -155,6 +155,8 @@ def test_the_console_script_prints_no_traceback(paths, tmp_path):
 def test_verbose_mode_logs_the_traceback_of_a_user_error(paths, tmp_path, capsys, caplog):
     with caplog.at_level("DEBUG", logger="lbva.cli"):
         code = main(["-v", "export", "lerobot", paths["damaged"], str(tmp_path / "out")])
-    assert code == 2 and capsys.readouterr().err.startswith("error: ")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: ")  # -v prints the traceback first, then the one line
+    assert err[0] == "DEBUG lbva.cli: the command failed on bad input" and "Traceback" in err[1]
     [record] = [r for r in caplog.records if r.name == "lbva.cli"]
     assert record.exc_info is not None and record.exc_info[0].__name__ == "CheckpointError"
