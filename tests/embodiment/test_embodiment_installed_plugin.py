@@ -10,14 +10,12 @@ import pytest
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "add_a_robot"
 DIST = "lbva-my-arm"
-PYENV_UV = Path("/root/.pyenv/versions/3.12.1/bin/python")
 
 
 def installer() -> list[str]:
-    """uv (fast, offline with --no-build-isolation) when present, else pip."""
-    for cmd in ([shutil.which("uv")] if shutil.which("uv") else []) + (
-        [str(PYENV_UV), "-m", "uv"] if PYENV_UV.exists() else []
-    ):
+    """uv (fast, offline with --no-build-isolation: the test environment's own, from lbva's dev extra, or one on
+    PATH) when present, else pip."""
+    for cmd in [[sys.executable, "-m", "uv"]] + ([shutil.which("uv")] if shutil.which("uv") else []):
         base = cmd if isinstance(cmd, list) else [cmd]
         if subprocess.run([*base, "--version"], capture_output=True).returncode == 0:
             return [*base, "pip"]
