@@ -390,6 +390,16 @@ LOSS_TITLES = {"train/loss": "total loss", "train/loss_dyn": "video dynamics (L_
                "train/loss_inv": "inverse dynamics (L_inv)", "train/loss_fdm": "forward dynamics (L_fdm)"}
 
 
+def style_loss_axes(ax, title: str) -> None:
+    """The look every loss panel of the demo's figures shares: steps across, loss on a log scale, a legend."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss (log scale)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+
+
 def _loss_curves(runs: dict[str, Path], path: Path) -> Path | None:
     """Every training loss term (``train/loss*``) of each trained model, from its TensorBoard run: one panel per
     term, the logged values faint and their running mean (a tenth of the run) solid, on a log scale."""
@@ -425,12 +435,7 @@ def _loss_curves(runs: dict[str, Path], path: Path) -> Path | None:
             window = max(1, len(values) // 10)
             smooth = np.convolve(values, np.ones(window) / window, mode="valid")
             ax.plot(steps[window - 1:], smooth, color=color, linewidth=1.6, label=name)
-        ax.set_title(LOSS_TITLES.get(tag, tag), fontsize=10)
-        ax.set_xlabel("optimiser step")
-        ax.set_ylabel("loss (log scale)")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize="small")
+        style_loss_axes(ax, LOSS_TITLES.get(tag, tag))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -379,6 +379,7 @@ def evidence_figures(records: Sequence[dict], tasks: Sequence[str], main_demos: 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from lbva.demo import style_loss_axes
     from lbva.eval.intervals import wilson_interval
     from lbva.eval.report import plot_rates
 
@@ -434,13 +435,7 @@ def evidence_figures(records: Sequence[dict], tasks: Sequence[str], main_demos: 
                 if r["kind"] == kind and r["demos"] == main_demos:
                     steps, loss = [p[0] for p in r["losses"]], [p[1] for p in r["losses"]]
                     ax.plot(steps, loss, linewidth=1, label=f"{r['budget']} budget, seed +{r['seed']}")
-            ax.set_title(f"{next(c['policy'] for c in curves if c['kind'] == kind)}: LeRobot's training loss",
-                         fontsize=10)
-            ax.set_xlabel("optimiser step")
-            ax.set_ylabel("loss (log scale)")
-            ax.set_yscale("log")
-            ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize="small")
+            style_loss_axes(ax, f"{next(c['policy'] for c in curves if c['kind'] == kind)}: LeRobot's training loss")
         fig.tight_layout()
         fig.savefig(out / "peer_loss_curves.png", dpi=110)
         plt.close(fig)
