@@ -96,12 +96,25 @@ class _DropLightningTips(logging.Filter):
         return "Tip:" not in str(record.msg)  # Lightning advertises a cloud logger on every fit
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (a handler holding the stream it was made with
+    writes into a closed one after a test's capture, or a daemon's redirection, replaced it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(verbose: bool = False) -> None:
     """Give lbva's own loggers (and its plugins') one handler each, once; leave the root logger alone.
 
     Configuring the root logger (``logging.basicConfig``) printed every Lightning message twice: Lightning adds its
     own handler to its loggers when it is imported, and its records also reached the root handler."""
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler._lbva = True  # type: ignore[attr-defined]  # replaced, not stacked, when main() runs again in a process
     for name in OWN_LOGGERS:
