@@ -170,8 +170,12 @@ def run(args: argparse.Namespace) -> int:
     repeats = args.repeats or (2 if quick else 5)
     stack = _stack(size, args.embodiment)
     cfg = stack[0]
-    results: dict = {"size": size, "embodiment": args.embodiment, "histories": list(histories)}
+    from lbva.bench.model import load_average
+
+    results: dict = {"size": size, "embodiment": args.embodiment, "histories": list(histories),
+                     "load_average_start": load_average()}
     bar = tqdm(total=len(histories) * 2 + 5, desc="lbva bench inference", disable=None)
+    _chunk_latencies(stack, 2, 2)  # warm-up, untimed: first calls pay for allocation and lazy set-up
     default_window = f"{cfg.inference.window} window {cfg.inference.window_size}"
 
     lat: dict = {}
@@ -216,7 +220,10 @@ def run(args: argparse.Namespace) -> int:
     bar.update()
     bar.close()
 
-    print(f"lbva bench inference ({size} model, {args.embodiment}; ratios from one run)")
+    results["load_average_end"] = load_average()
+    print(f"lbva bench inference ({size} model, {args.embodiment}; ratios from one run, after an untimed warm-up "
+          f"session; load average 1/5/15 min at start {results['load_average_start']}, at end "
+          f"{results['load_average_end']})")
     print(f"{'history chunks':>16} " + " ".join(f"{m + ' p50/p95 ms':>30}" for m in lat))
     for h in histories:
         print(f"{h:>16} " + " ".join(f"{lat[m][h]['p50_ms']:>14.1f} / {lat[m][h]['p95_ms']:<13.1f}" for m in lat))

@@ -29,33 +29,60 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small shapes, few repeats (under a minute on 2 cores)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed repeats per measurement, interleaved with its baseline's (default and least: 5), after "
+                        "2 untimed warm-up runs")
 
 
-def _time_pair(fa, fb, repeats: int, sync) -> tuple[float, float]:
-    """Median times of ``fa`` and ``fb``, run alternately so that load from other processes hits both alike."""
-    fa(), fb()  # warm-up
+MIN_REPEATS = 5  # timed repeats of every measurement, whatever --repeats or --quick ask for
+
+
+def _pair_stats(fa, fb, repeats: int, sync, warmup: int = 2) -> dict[str, float]:
+    """Median and minimum times of ``fa`` and ``fb`` over ``repeats`` (at least :data:`MIN_REPEATS`) alternating
+    runs, after ``warmup`` untimed runs of each, so that load from other processes hits both alike."""
+    for _ in range(warmup):
+        fa(), fb()
     sync()
     ta, tb = [], []
-    for _ in range(repeats):
+    for _ in range(max(repeats, MIN_REPEATS)):
         for fn, ts in ((fa, ta), (fb, tb)):
             t0 = time.perf_counter()
             fn()
             sync()
             ts.append(time.perf_counter() - t0)
-    return statistics.median(ta), statistics.median(tb)
+    return {"a_median": statistics.median(ta), "a_min": min(ta), "b_median": statistics.median(tb), "b_min": min(tb),
+            "repeats": len(ta)}
 
 
-def _time(fn, repeats: int, sync) -> float:
-    fn()  # warm-up
+def _ratio_entry(st: dict[str, float], a: str, b: str) -> dict[str, float]:
+    """``a`` / ``b`` from the medians (``ratio``) and from the minima (``ratio_min``), with the times behind them."""
+    return {"ratio": st["a_median"] / st["b_median"], "ratio_min": st["a_min"] / st["b_min"],
+            f"{a}_s": st["a_median"], f"{b}_s": st["b_median"], f"{a}_min_s": st["a_min"], f"{b}_min_s": st["b_min"],
+            "repeats": st["repeats"]}
+
+
+def _time(fn, repeats: int, sync, warmup: int = 2) -> float:
+    """Minimum time of ``fn`` over at least :data:`MIN_REPEATS` runs after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
     sync()
     ts = []
-    for _ in range(repeats):
+    for _ in range(max(repeats, MIN_REPEATS)):
         t0 = time.perf_counter()
         fn()
         sync()
         ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return min(ts)
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the system does not report them)."""
+    import os
+
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def arch_from(cfg):
@@ -80,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--device cuda asked for, but torch sees no GPU; use --device cpu")
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     quick = args.quick
-    reps = args.repeats or (1 if quick else 5)
-    results: dict = {"device": str(dev), "quick": quick}
+    reps = args.repeats or MIN_REPEATS
+    results: dict = {"device": str(dev), "quick": quick, "load_average_start": load_average()}
     bar = tqdm(total=4, desc="lbva bench model", disable=None)
 
     # ---- 1. video stream vs diffusers, identical config and weights
@@ -110,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
         ours.zero_grad(set_to_none=True)
         ours(noisy_video=x, video_sigma=sigma, text=text, chunk_size=F_).video.square().mean().backward()
 
-    t_ref, t_ours = _time_pair(ref_step, our_step, max(reps, 3), sync)
-    results["video_stream_vs_diffusers"] = {"ratio": t_ours / t_ref, "lbva_s": t_ours, "diffusers_s": t_ref}
+    results["video_stream_vs_diffusers"] = _ratio_entry(_pair_stats(our_step, ref_step, reps, sync), "lbva",
+                                                        "diffusers")
     bar.update()
 
     # ---- 2. KV cache vs recompute
@@ -143,8 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 m(noisy_actions=acts, action_sigma=a_sig, text=text, clean_video=video, clean_actions=acts,
                   chunk_size=K)  # the whole history again; only the last chunk's velocity is needed
 
-            t_c, t_r = _time_pair(cached, recompute, max(reps, 3), sync)
-        kv[str(hist)] = {"ratio": t_c / t_r, "cache_s": t_c, "recompute_s": t_r}
+            kv[str(hist)] = _ratio_entry(_pair_stats(cached, recompute, reps, sync), "cache", "recompute")
     results["kv_cache_vs_recompute"] = kv
     bar.update()
 
@@ -153,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
     n = 1024 if quick else 2048
     a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
-    t_mm = _time(lambda: a @ b, max(reps, 3), sync)
+    t_mm = _time(lambda: a @ b, reps, sync)
     peak = 2 * n**3 / t_mm
     tm = LingBotVA(arch).to(dev).train()
     Ft = 4
@@ -205,20 +231,24 @@ def run(args: argparse.Namespace) -> int:
         compile_s = time.perf_counter() - t0
         ref_out = eager_m(**cin, chunk_size=1)
         err = float((same.video - ref_out.video).abs().max())
-        t_eager, t_comp = _time_pair(lambda: eager_m(**cin, chunk_size=1), lambda: compiled_m(**cin, chunk_size=1),
-                                     max(reps, 3), sync)
-    results["compiled_vs_eager"] = {"ratio": t_comp / t_eager, "compiled_s": t_comp, "eager_s": t_eager,
-                                    "first_call_s": compile_s, "max_abs_difference": err, "size": mcfg.size}
+        st = _pair_stats(lambda: compiled_m(**cin, chunk_size=1), lambda: eager_m(**cin, chunk_size=1), reps, sync)
+    results["compiled_vs_eager"] = {**_ratio_entry(st, "compiled", "eager"), "first_call_s": compile_s,
+                                    "max_abs_difference": err, "size": mcfg.size}
     bar.close()
 
-    lines = [f"video_stream_vs_diffusers: {results['video_stream_vs_diffusers']['ratio']:.2f}× diffusers' time "
+    results["load_average_end"] = load_average()
+    r = results["video_stream_vs_diffusers"]
+    lines = [f"load average (1/5/15 min) at start {results['load_average_start']}, at end {results['load_average_end']}; "
+             f"ratios of medians (of minima) over {r['repeats']} interleaved repeats after 2 warm-up runs",
+             f"video_stream_vs_diffusers: {r['ratio']:.2f}× ({r['ratio_min']:.2f}×) diffusers' time "
              "(fwd+bwd, same config and weights)"]
     for k, v in kv.items():
-        lines.append(f"kv_cache_vs_recompute[{k} chunks]: {v['ratio']:.3f}× the recompute time")
+        lines.append(f"kv_cache_vs_recompute[{k} chunks]: {v['ratio']:.3f}× ({v['ratio_min']:.3f}×) the recompute time")
     r = results["train_step_mfu"]
     lines.append(f"train_step_mfu: {100 * r['mfu']:.1f}% of the measured matmul peak ({r['peak_matmul_flops'] / 1e9:.0f} GFLOP/s)")
     c = results["compiled_vs_eager"]
-    lines.append(f"compiled_vs_eager[{c['size']}]: {c['ratio']:.2f}× the eager forward time (first call, compiling: "
+    lines.append(f"compiled_vs_eager[{c['size']}]: {c['ratio']:.2f}× ({c['ratio_min']:.2f}×) the eager forward time "
+                 f"(first call, compiling: "
                  f"{c['first_call_s']:.1f} s; largest output difference {c['max_abs_difference']:.1e})")
     for line in lines:
         print(line)  # noqa: T201 — CLI output
