@@ -39,19 +39,18 @@ def _init(args: argparse.Namespace) -> int:
         print(f"wrote a random {args.size}/{args.layout} model ({sum(p.numel() for p in model.parameters()):,} "
               f"parameters) to {args.out}")
         return 0
-    import numpy as np
 
     from lbva.data.embedded_vae import EmbeddedVAE, EmbeddedVAEConfig
     from lbva.data.encoders import EmbeddedTextEncoder, EmbeddedVideoEncoder
-    from lbva.embodiment import ActionStats, get_embodiment
-    from lbva.inference import save_policy
+    from lbva.embodiment import get_embodiment
+    from lbva.training.export import export_policy, unit_stats
 
     get_embodiment(args.embodiment)  # a wrong name fails here with the valid ones listed
     text = EmbeddedTextEncoder(cfg.data.embedded_text_dim, cfg.data.embedded_text_max_length, cfg.data.embedded_text_seed)
     vae = EmbeddedVAE(EmbeddedVAEConfig())
     cfg.model.text_dim, cfg.model.in_channels = text.dim, vae.config.latent_channels
     model = build_model(cfg.model)
-    stats = ActionStats(q01=-np.ones(30, np.float32), q99=np.ones(30, np.float32), source="lbva model init (unit range)")
-    save_policy(args.out, model, cfg, args.embodiment, stats, EmbeddedVideoEncoder(vae), text)
+    export_policy(args.out, model, cfg, stats=unit_stats("lbva model init (unit range)"),
+                  video_encoder=EmbeddedVideoEncoder(vae), text_encoder=text, embodiment=args.embodiment)
     print(f"wrote a random {args.size}/{args.layout} policy for {args.embodiment} to {args.out}")
     return 0
