@@ -18,10 +18,7 @@ import torch
 
 from lbva.inference.session import Entry, EntryBook, Modality
 from lbva.models.attention import AttentionWindow
-
-
-def _rep(x: torch.Tensor, r: int) -> torch.Tensor:
-    return x if r == 1 else x.repeat(r, *([1] * (x.ndim - 1)))
+from lbva.objectives.sampler import repeat_rows
 
 
 class CachedSession(EntryBook):
@@ -68,8 +65,8 @@ class CachedSession(EntryBook):
         if self._record(entry):  # a rewrite replaces the cached keys/values, never duplicates them
             self.cache.drop(entry.chunk, entry.modality, imagined_only=False)
         with torch.no_grad():
-            self.model.stream(self.cache, self._tkv, entry.modality, _rep(entry.value, self._rows),
-                              _rep(entry.sigma, self._rows), entry.chunk, self.chunk_frames,
+            self.model.stream(self.cache, self._tkv, entry.modality, repeat_rows(entry.value, self._rows),
+                              repeat_rows(entry.sigma, self._rows), entry.chunk, self.chunk_frames,
                               write=(entry.chunk, entry.modality, entry.imagined))
         self._forget_evicted()
 
@@ -81,7 +78,7 @@ class CachedSession(EntryBook):
     def velocity(self, chunk: int, modality: Modality, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor,
                  fdm: bool = False) -> torch.Tensor:
         r = text.shape[0]
-        u = self.model.stream(self.cache, self._text_rows(r), modality, _rep(x, r), _rep(sigma, r), chunk,
+        u = self.model.stream(self.cache, self._text_rows(r), modality, repeat_rows(x, r), repeat_rows(sigma, r), chunk,
                               self.chunk_frames, fdm=fdm)
         self._forget_evicted()  # the released rule evicts for calls that do not write, too
         return u

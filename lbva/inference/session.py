@@ -26,6 +26,7 @@ from typing import Literal, Protocol
 import torch
 
 from lbva.models.attention import AttentionWindow
+from lbva.objectives.sampler import repeat_rows
 
 Modality = Literal["video", "actions"]
 
@@ -48,10 +49,6 @@ class Session(Protocol):
     def write(self, entry: Entry) -> None: ...
     def drop(self, chunk: int, modality: Modality | None = None, imagined_only: bool = True) -> None: ...
     def entries(self) -> list[Entry]: ...
-
-
-def _rep(x: torch.Tensor, r: int) -> torch.Tensor:
-    return x if r == 1 else x.repeat(r, *([1] * (x.ndim - 1)))
 
 
 class EntryBook:
@@ -132,16 +129,16 @@ class RecomputeSession(EntryBook):
             noisy[:, :, sl] = x
             sig = torch.zeros(1, F, device=dev)
             sig[:, sl] = sigma
-            out = self.model(noisy_video=_rep(noisy, r), video_sigma=_rep(sig, r), noisy_actions=None,
-                             action_sigma=None, text=text, clean_video=_rep(clean_v, r),
-                             clean_video_sigma=_rep(clean_vs, r), clean_actions=_rep(clean_a, r),
+            out = self.model(noisy_video=repeat_rows(noisy, r), video_sigma=repeat_rows(sig, r), noisy_actions=None,
+                             action_sigma=None, text=text, clean_video=repeat_rows(clean_v, r),
+                             clean_video_sigma=repeat_rows(clean_vs, r), clean_actions=repeat_rows(clean_a, r),
                              chunk_size=K, window=self.window, fdm=fdm)
             return out.video[:, :, sl]
         noisy = clean_a.clone()
         noisy[:, sl] = x
         sig = torch.zeros(1, F, device=dev)
         sig[:, sl] = sigma
-        out = self.model(noisy_video=None, video_sigma=None, noisy_actions=_rep(noisy, r), action_sigma=_rep(sig, r),
-                         text=text, clean_video=_rep(clean_v, r), clean_video_sigma=_rep(clean_vs, r),
-                         clean_actions=_rep(clean_a, r), chunk_size=K, window=self.window, fdm=fdm)
+        out = self.model(noisy_video=None, video_sigma=None, noisy_actions=repeat_rows(noisy, r), action_sigma=repeat_rows(sig, r),
+                         text=text, clean_video=repeat_rows(clean_v, r), clean_video_sigma=repeat_rows(clean_vs, r),
+                         clean_actions=repeat_rows(clean_a, r), chunk_size=K, window=self.window, fdm=fdm)
         return out.actions[:, sl]

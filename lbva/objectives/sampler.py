@@ -77,7 +77,9 @@ def guided(predict: Callable[[torch.Tensor], torch.Tensor], text: torch.Tensor, 
     return uncond + scale * (cond - uncond)
 
 
-def _rep(x: torch.Tensor | None, r: int) -> torch.Tensor | None:
+def repeat_rows(x: torch.Tensor | None, r: int) -> torch.Tensor | None:
+    """``x`` with its batch rows repeated ``r`` times (the conditional and unconditional halves of guidance);
+    ``x`` itself when ``r`` is 1 or ``x`` is None."""
     if x is None or r == 1:
         return x
     return x.repeat(r, *([1] * (x.ndim - 1)))
@@ -127,9 +129,9 @@ def sample_chunk(
 
         def predict_video(t, noisy=noisy, vs=vs):
             r = t.shape[0] // B
-            out = model(noisy_video=_rep(noisy, r), video_sigma=_rep(vs, r), noisy_actions=None, action_sigma=None,
-                        text=t, clean_video=_rep(clean_video, r), clean_video_sigma=None,
-                        clean_actions=_rep(clean_actions, r), chunk_size=K)
+            out = model(noisy_video=repeat_rows(noisy, r), video_sigma=repeat_rows(vs, r), noisy_actions=None, action_sigma=None,
+                        text=t, clean_video=repeat_rows(clean_video, r), clean_video_sigma=None,
+                        clean_actions=repeat_rows(clean_actions, r), chunk_size=K)
             return out.video[:, :, Fh:]
 
         u = guided(predict_video, text, null_text, config.video_cfg, always_batch_cfg)
@@ -146,9 +148,9 @@ def sample_chunk(
 
         def predict_actions(t, noisy_a=noisy_a, as_=as_):
             r = t.shape[0] // B
-            out = model(noisy_video=None, video_sigma=None, noisy_actions=_rep(noisy_a, r), action_sigma=_rep(as_, r),
-                        text=t, clean_video=_rep(clean_video, r), clean_video_sigma=_rep(clean_sigma, r),
-                        clean_actions=_rep(clean_actions, r), chunk_size=K)
+            out = model(noisy_video=None, video_sigma=None, noisy_actions=repeat_rows(noisy_a, r), action_sigma=repeat_rows(as_, r),
+                        text=t, clean_video=repeat_rows(clean_video, r), clean_video_sigma=repeat_rows(clean_sigma, r),
+                        clean_actions=repeat_rows(clean_actions, r), chunk_size=K)
             return out.actions[:, Fh:]
 
         u = guided(predict_actions, text, null_text, config.action_cfg, always_batch_cfg)
