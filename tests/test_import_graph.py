@@ -27,7 +27,8 @@ PACKAGE = ROOT / "lbva"
 
 # Bottom to top; a unit may import units of its own layer or of a lower one. docs/architecture.md lists the same.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("lbva", "lbva.errors", "lbva.strict_json", "lbva.atomic_io", "lbva.cli_args")),
+    ("foundation", ("lbva", "lbva.errors", "lbva.strict_json", "lbva.atomic_io", "lbva.cli_args",
+                    "lbva.policy_like")),
     ("embodiment", ("lbva.embodiment",)),
     ("config", ("lbva.config",)),
     ("models", ("lbva.models",)),

@@ -1,7 +1,7 @@
 """Evaluation: environments, the rollout loop, metrics, reports, baselines, safety, data collection.
 
 * :mod:`lbva.eval.env` — the ``RobotEnv`` protocol simulators implement (plugins register them).
-* :mod:`lbva.eval.policy` — the ``PolicyLike`` protocol eval and serving drive.
+* :mod:`lbva.policy_like` — the ``PolicyLike`` protocol eval and serving drive (in the bottom layer).
 * :mod:`lbva.eval.rollout` — run a policy for seeded episodes (optionally in worker processes).
 * :mod:`lbva.eval.metrics` — ``SuccessRate``, ``ProgressScore``, per-task aggregation (torchmetrics; no simulator).
 * :mod:`lbva.eval.report` — markdown table, plots, episode videos, TensorBoard scalars.

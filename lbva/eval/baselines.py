@@ -5,7 +5,7 @@
 * :class:`ScriptedPolicy` — the simulator plugin's scripted expert (``factory.expert(task)``), optionally with
   Gaussian action noise; see :func:`find_expert`.
 
-All follow ``lbva.eval.policy.PolicyLike``; ``seed(s)`` (called by the rollout loop before each episode)
+All follow ``lbva.policy_like.PolicyLike``; ``seed(s)`` (called by the rollout loop before each episode)
 makes the random ones reproducible.
 """
 

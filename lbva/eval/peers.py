@@ -6,7 +6,7 @@ lbva's harness.
   out of the caller's process. LeRobot's own log goes to ``<output_dir>/train.log``; the loss at every logged step
   is kept for the report.
 * :class:`PeerPolicyFactory` / :class:`LeRobotPeerPolicy` wrap the trained policy folder with its saved pre- and
-  post-processors (normalisation statistics) as a :class:`lbva.eval.policy.PolicyLike`, so that
+  post-processors (normalisation statistics) as a :class:`lbva.policy_like.PolicyLike`, so that
   :func:`lbva.eval.rollout.rollout` runs it on exactly the seeded episodes it runs lbva on.
 
 Peers keep LeRobot's defaults. :data:`POLICY_CHANGES`, :data:`TRAINING_CHANGES` and :data:`EVALUATION_CHANGES` list

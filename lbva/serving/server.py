@@ -37,13 +37,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import websockets
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
 
 from lbva.errors import UserError
+from lbva.policy_like import PolicyLike
 from lbva.serving import protocol as P
 from lbva.serving.msgpack_numpy import MsgpackNumpyError, packb, unpackb
 from lbva.serving.schema import MAX_TEXT_CHARS, ObservationSchema, check_text
@@ -60,14 +61,6 @@ DEFAULT_MAX_SESSIONS = 16
 # their magnitude is capped at MAX_ABS_FEEDBACK.
 FEEDBACK_RANGES = 10.0
 MAX_ABS_FEEDBACK = 1e6
-
-
-class PolicyLike(Protocol):
-    """What the server drives (``lbva.inference``'s PolicyLike; interfaces §6)."""
-
-    def reset(self, prompt: str) -> None: ...
-    def predict_action_chunk(self, observation: dict) -> np.ndarray: ...
-    def observe(self, frames: dict, executed_actions: np.ndarray) -> None: ...
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""What the rollout loop (and the serving / real-arm loops) drive: the ``PolicyLike`` protocol.
+"""What the rollout loop, the server and the real-arm loop drive: the ``PolicyLike`` protocol (one definition, in
+the bottom layer, so that serving and eval below and above each other both name it).
 
 A policy owns one episode's state: ``reset(prompt)`` starts a session, ``select_action(obs)`` returns one
 native action (a LeRobot-style queue over ``predict_action_chunk``), ``observe`` feeds executed actions and
@@ -21,13 +22,3 @@ class PolicyLike(Protocol):
     def predict_action_chunk(self, observation: dict) -> np.ndarray: ...
 
     def observe(self, frames: dict, executed_actions: np.ndarray) -> None: ...
-
-
-def check_policy(policy: object) -> None:
-    """Raise TypeError naming the missing methods unless ``policy`` follows :class:`PolicyLike`."""
-    missing = [m for m in ("reset", "select_action") if not callable(getattr(policy, m, None))]
-    if missing:
-        raise TypeError(
-            f"{type(policy).__name__} is not a policy: it lacks {', '.join(missing)} "
-            "(see lbva.eval.policy.PolicyLike)"
-        )
