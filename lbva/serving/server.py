@@ -64,8 +64,9 @@ MAX_ABS_FEEDBACK = 1e6
 
 
 @dataclass
-class Session:
-    """Per-connection state. ``policy`` is ``None`` until the factory has made it."""
+class Connection:
+    """One websocket connection's state (the protocol calls it a session; a model's history is
+    :class:`lbva.inference.session.EntryBook`). ``policy`` is ``None`` until the factory has made it."""
 
     id: int
     remote: str
@@ -151,7 +152,7 @@ class PolicyServer:
         self._requested_port = port
         self._port: int | None = None
         self._ids = itertools.count(1)
-        self._sessions: dict[int, Session] = {}
+        self._sessions: dict[int, Connection] = {}
         self._changed = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -261,7 +262,7 @@ class PolicyServer:
                      "send lbva's infer/reset/feedback kinds keep the history between requests.")
         return {"plain_observations": plain, "rule": rule}
 
-    def _metadata(self, session: Session) -> dict[str, Any]:
+    def _metadata(self, session: Connection) -> dict[str, Any]:
         return P.metadata_message(
             embodiment=self.schema.embodiment,
             observation=self.schema.describe(),
@@ -277,16 +278,16 @@ class PolicyServer:
                    **self.extra_metadata},
         )
 
-    def _open(self, remote: str) -> Session | None:
+    def _open(self, remote: str) -> Connection | None:
         with self._changed:
             if self.max_sessions is not None and len(self._sessions) >= self.max_sessions:
                 return None
-            session = Session(next(self._ids), remote)
+            session = Connection(next(self._ids), remote)
             self._sessions[session.id] = session
             self._changed.notify_all()
             return session
 
-    def _close(self, session: Session) -> None:
+    def _close(self, session: Connection) -> None:
         with self._changed:
             self._sessions.pop(session.id, None)
             self._changed.notify_all()
@@ -340,7 +341,7 @@ class PolicyServer:
             self._close(session)
             logger.info("session %d closed (%d requests)", session.id, session.requests)
 
-    async def _reply(self, session: Session, message: bytes | str) -> tuple[bytes | str, bool]:
+    async def _reply(self, session: Connection, message: bytes | str) -> tuple[bytes | str, bool]:
         """One request -> (binary reply, True if it was an infer) or (text error frame, False)."""
         session.requests += 1
         try:
@@ -377,7 +378,7 @@ class PolicyServer:
             logger.exception("session %d: the policy failed", session.id)
             return P.error_frame(P.INTERNAL_ERROR, f"the policy failed: {type(e).__name__}: {e}"), False
 
-    async def _infer(self, session: Session, payload: dict[str, Any]) -> bytes:
+    async def _infer(self, session: Connection, payload: dict[str, Any]) -> bytes:
         obs = self.schema.check_observation(payload)
         prompt = obs.get("prompt", obs.get("task"))
         if prompt is None and session.prompt is None:
@@ -419,7 +420,7 @@ class PolicyServer:
             timing["prev_total_ms"] = session.prev_total_ms
         return packb({"actions": np.ascontiguousarray(actions, dtype=np.float32), "server_timing": timing})
 
-    async def _reset(self, session: Session, payload: dict[str, Any]) -> bytes:
+    async def _reset(self, session: Connection, payload: dict[str, Any]) -> bytes:
         allowed = ("prompt", "embodiment")
         for key in payload:
             if key not in allowed:
@@ -440,7 +441,7 @@ class PolicyServer:
         session.prompt, session.replies = prompt, 0
         return packb({P.KIND_KEY: "reset", "ok": True, "session": session.id, "prompt": prompt})
 
-    async def _feedback(self, session: Session, payload: dict[str, Any]) -> bytes:
+    async def _feedback(self, session: Connection, payload: dict[str, Any]) -> bytes:
         frames, actions = self.schema.check_feedback(payload)
         self._check_plausible(actions)
         if session.prompt is None:
