@@ -40,15 +40,22 @@ def built(tmp_path_factory) -> Path:
     return dist
 
 
-@pytest.fixture(scope="module")
-def user_env(built, tmp_path_factory) -> dict:
-    """A fresh virtual environment with ``lbva[metaworld]`` from the built artefacts, and a clean process env."""
-    venv = tmp_path_factory.mktemp("venv") / "env"
+def _fresh_venv(built: Path, parent: Path, requirement: str) -> tuple[Path, dict]:
+    """A new virtual environment under ``parent`` with ``requirement`` installed from the built artefacts only, and
+    the process environment without anything that could point back at the checkout."""
+    venv = parent / "env"
     uv = [sys.executable, "-m", "uv"]
     base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     _run([*uv, "venv", "-q", "-p", sys.executable, str(venv)], built, base)
     _run([*uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "--find-links", str(built),
-          "lbva[metaworld]"], built, base)
+          requirement], built, base)
+    return venv, base
+
+
+@pytest.fixture(scope="module")
+def user_env(built, tmp_path_factory) -> dict:
+    """A fresh virtual environment with ``lbva[metaworld]`` from the built artefacts, and a clean process env."""
+    venv, base = _fresh_venv(built, tmp_path_factory.mktemp("venv"), "lbva[metaworld]")
     bin_dir = venv / "bin"
     env = {**base, "PATH": f"{bin_dir}{os.pathsep}{base.get('PATH', '')}", "MUJOCO_GL": base.get("MUJOCO_GL", "egl"),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -80,12 +87,7 @@ def test_the_distributions_carry_what_the_package_needs(built):
 @pytest.fixture(scope="module")
 def robot_env(built, tmp_path_factory) -> Path:
     """What a robot computer installs: lbva-client alone (numpy, msgpack, websockets; no lbva, no torch)."""
-    venv = tmp_path_factory.mktemp("robot") / "env"
-    uv = [sys.executable, "-m", "uv"]
-    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    _run([*uv, "venv", "-q", "-p", sys.executable, str(venv)], built, base)
-    _run([*uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "--find-links", str(built),
-          "lbva-client"], built, base)
+    venv, _ = _fresh_venv(built, tmp_path_factory.mktemp("robot"), "lbva-client")
     return venv / "bin" / "python"
 
 

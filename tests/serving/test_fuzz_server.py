@@ -10,7 +10,6 @@ here depends on lbva's own client.
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import struct
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 import websockets
 import websockets.sync.client
-from serving_helpers import FRONT, STATE, WRIST, ToyCamera, expected_actions, make_obs
+from serving_helpers import FRONT, STATE, WRIST, ToySpec, expected_actions, make_obs
 
 from lbva.serving.fake_policy import FakePolicy
 from lbva.serving.msgpack_numpy import packb, unpackb
@@ -32,18 +31,9 @@ CLIENT_ERRORS = {"decode_error", "bad_request", "too_large"}
 
 
 @dataclass(frozen=True)
-class LimitedSpec:
+class LimitedSpec(ToySpec):
     """The serving tests' toy arm (two cameras, 5-dim state, 4-dim actions in chunks of 6) with action limits."""
 
-    name: str = "toy-arm"
-    cameras: tuple[ToyCamera, ...] = field(
-        default=(ToyCamera("observation.images.front", 6, 8), ToyCamera("observation.images.wrist", 4, 4))
-    )
-    state_key: str = "observation.state"
-    native_state_dim: int = 5
-    native_action_dim: int = 4
-    chunk_frames: int = 2
-    actions_per_frame: int = 3
     action_low: np.ndarray = field(default_factory=lambda: np.full(4, -1.0, np.float32))
     action_high: np.ndarray = field(default_factory=lambda: np.full(4, 2.0, np.float32))
 
