@@ -228,14 +228,51 @@ def prepare_dataset(
     Run it again after an interruption: finished segments are skipped. With ``shard=(i, n)`` this process
     encodes only the segments at plan positions ``p % n == i``; all shards together cover every segment.
     """
-    from tqdm.auto import tqdm
-
     from lbva.config.data import DataConfig
 
     data_cfg = data_cfg or DataConfig()
     spec = _resolve_spec(embodiment)
     source = LeRobotSource(dataset, spec, key_map=dict(data_cfg.key_map))
     out = Path(out) if out is not None else source.root / "lbva_cache"
+    _open_output(out, shard, overwrite)
+    report = PrepareReport(out=out)
+    segments = source.segments()
+    if abs(source.fps - float(spec.control_hz)) > 1e-6:
+        logger.warning(
+            "dataset fps %.3g differs from %s's control rate %.3g Hz; one dataset row is taken as one action step",
+            source.fps, spec.name, spec.control_hz,
+        )
+
+    if video_encoder is None:
+        video_encoder = _build_video_encoder(source, spec, segments, out, data_cfg, shard, progress, report)
+    if vae_only:
+        return report
+    text_encoder = text_encoder or build_text_encoder(data_cfg)
+    tau = frame_stride(int(spec.actions_per_frame), int(video_encoder.temporal_stride))
+    _check_frame_size(spec, video_encoder)
+    parts = _fingerprint_parts(data_cfg, spec, source, video_encoder, text_encoder, tau)
+    tile_map = latent_tile_map(spec, video_encoder.spatial_stride) if data_cfg.tile_space == "latents" else None
+
+    entries, skipped = _plan_segments(segments, tau, int(video_encoder.temporal_stride), data_cfg, source, spec)
+    report.planned, report.too_short, report.skipped = len(entries), len(skipped), skipped
+    index = _write_index(out, parts, source, spec, video_encoder, text_encoder, tau, entries, skipped)
+    _write_stats(out, source, spec)
+
+    mine = [e for p, e in enumerate(entries) if shard_of(p, shard[1]) == shard[0]]
+    report.mine = len(mine)
+    todo = [e for e in mine if not (out / e.file).is_file()]
+    report.already_done = len(mine) - len(todo)
+    report.texts_encoded = _encode_texts(out, text_encoder, todo, with_empty=shard[0] == 0)
+    report.encoded = _encode_segments(out, todo, index, source, spec, video_encoder, tile_map, data_cfg, shard, progress)
+    logger.info(
+        "prepared %s: %d segments planned, shard %d/%d encoded %d (%d already done), %d too short",
+        out, report.planned, shard[0], shard[1], report.encoded, report.already_done, report.too_short,
+    )
+    return report
+
+
+def _open_output(out: Path, shard: tuple[int, int], overwrite: bool) -> None:
+    """Create the cache folder; with ``overwrite`` first delete what an earlier run wrote (shard 0 only)."""
     if overwrite and shard[0] != 0:
         raise DataError(
             f"--overwrite with --shard {shard[0]}/{shard[1]} would delete other shards' work: overwrite from "
@@ -246,27 +283,18 @@ def prepare_dataset(
             p = out / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    report = PrepareReport(out=out)
-    segments = source.segments()
-    if abs(source.fps - float(spec.control_hz)) > 1e-6:
-        logger.warning(
-            "dataset fps %.3g differs from %s's control rate %.3g Hz; one dataset row is taken as one action step",
-            source.fps, spec.name, spec.control_hz,
-        )
 
-    # -- encoders -----------------------------------------------------------------------------------------
-    if video_encoder is None:
-        vae = None
-        if data_cfg.encoder == "embedded":
-            tau1 = frame_stride(spec.actions_per_frame, 1)
-            vae = _embedded_vae(source, segments, tau1, out, data_cfg, shard, progress, report)
-        video_encoder = build_video_encoder(data_cfg, vae=vae)
-    if vae_only:
-        return report
-    text_encoder = text_encoder or build_text_encoder(data_cfg)
-    s = int(video_encoder.temporal_stride)
-    n_act = int(spec.actions_per_frame)
-    tau = frame_stride(n_act, s)
+
+def _build_video_encoder(source, spec, segments, out: Path, data_cfg, shard, progress, report):
+    """The encoder ``data_cfg`` describes; the embedded one is loaded or trained on this dataset's frames."""
+    vae = None
+    if data_cfg.encoder == "embedded":
+        tau1 = frame_stride(spec.actions_per_frame, 1)
+        vae = _embedded_vae(source, segments, tau1, out, data_cfg, shard, progress, report)
+    return build_video_encoder(data_cfg, vae=vae)
+
+
+def _check_frame_size(spec, video_encoder) -> None:
     h_frame, w_frame = spec.frame_size
     if h_frame % video_encoder.spatial_stride or w_frame % video_encoder.spatial_stride:
         raise DataError(
@@ -274,7 +302,10 @@ def prepare_dataset(
             f"{video_encoder.spatial_stride}: declare camera sizes that tile to a multiple of it"
         )
 
-    parts = settings_parts(data_cfg, spec) | {
+
+def _fingerprint_parts(data_cfg, spec, source, video_encoder, text_encoder, tau: int) -> dict[str, Any]:
+    """Everything that changes the cache's bytes: a cache built with other parts is stale."""
+    return settings_parts(data_cfg, spec) | {
         "video_encoder": video_encoder.fingerprint(),
         "text_encoder": text_encoder.fingerprint(),
         # the dataset keys the cameras were read from (a changed data.key_map reads other frames)
@@ -285,10 +316,10 @@ def prepare_dataset(
         "min_latent_frames": data_cfg.min_latent_frames,
         "tile_space": data_cfg.tile_space,
     }
-    tile_map = latent_tile_map(spec, video_encoder.spatial_stride) if data_cfg.tile_space == "latents" else None
-    fingerprint = fingerprint_of(parts)
 
-    # -- plan ---------------------------------------------------------------------------------------------
+
+def _plan_segments(segments, tau: int, s: int, data_cfg, source, spec) -> tuple[list[SegmentEntry], list[dict]]:
+    """One entry per segment long enough to train on (deterministic: every shard plans the same), and the rest."""
     entries: list[SegmentEntry] = []
     skipped: list[dict] = []
     for seg in segments:
@@ -302,25 +333,29 @@ def prepare_dataset(
                          f"latents/{seg.name}.safetensors")
         )
     if not entries:
+        n_act = int(spec.actions_per_frame)
         raise DataError(
             f"no segment of {source.root} is long enough: each needs at least {data_cfg.min_latent_frames} latent "
             f"frames, i.e. {1 + (data_cfg.min_latent_frames - 1) * n_act} dataset frames at N={n_act}"
         )
-    report.planned, report.too_short, report.skipped = len(entries), len(skipped), skipped
+    return entries, skipped
 
-    text_dim = text_encoder.encode([""]).shape[1:]  # (Lt, Dt)
-    c = video_encoder.latent_channels
+
+def _write_index(out: Path, parts, source, spec, video_encoder, text_encoder, tau, entries, skipped) -> CacheIndex:
+    """Write ``index.json`` after checking that an existing one was built with the same parts."""
+    h_frame, w_frame = spec.frame_size
+    stride = video_encoder.spatial_stride
     index = CacheIndex(
-        fingerprint=fingerprint,
+        fingerprint=fingerprint_of(parts),
         fingerprint_parts=parts,
         dataset=str(source.root),
         embodiment=spec.name,
         fps=source.fps,
         tau=tau,
-        temporal_stride=s,
-        actions_per_frame=n_act,
-        latent_shape=[c, h_frame // video_encoder.spatial_stride, w_frame // video_encoder.spatial_stride],
-        text_shape=list(text_dim),
+        temporal_stride=int(video_encoder.temporal_stride),
+        actions_per_frame=int(spec.actions_per_frame),
+        latent_shape=[video_encoder.latent_channels, h_frame // stride, w_frame // stride],
+        text_shape=list(text_encoder.encode([""]).shape[1:]),  # (Lt, Dt)
         empty_text_key=text_key(""),
         segments=entries,
         skipped=skipped,
@@ -330,74 +365,82 @@ def prepare_dataset(
         old = CacheIndex.from_json(index_path.read_text())
         check_fingerprint(old, out, parts)
     atomic_write_bytes(index_path, index.to_json().encode())
+    return index
 
-    # -- statistics (cheap: the action column only; every shard computes the same numbers) ---------------
+
+def _write_stats(out: Path, source, spec) -> None:
+    """q01/q99 of the actions in slot space (cheap: the action column only; every shard computes the same)."""
     stats_path = out / STATS_NAME
-    if not stats_path.is_file():
-        native = source.all_actions()
-        slots = np.asarray(spec.action_to_slots(native), np.float32)
-        q01, q99 = action_quantiles(slots, spec.used_mask)
-        rec = stats_record(q01, q99, spec.used_mask, f"{source.root} (lbva prepare, {len(slots)} rows)", len(slots))
-        rec["lerobot_stats"] = compare_with_lerobot_stats(source.root, native, spec)
-        atomic_write_bytes(stats_path, json.dumps(rec, indent=1).encode())
+    if stats_path.is_file():
+        return
+    native = source.all_actions()
+    slots = np.asarray(spec.action_to_slots(native), np.float32)
+    q01, q99 = action_quantiles(slots, spec.used_mask)
+    rec = stats_record(q01, q99, spec.used_mask, f"{source.root} (lbva prepare, {len(slots)} rows)", len(slots))
+    rec["lerobot_stats"] = compare_with_lerobot_stats(source.root, native, spec)
+    atomic_write_bytes(stats_path, json.dumps(rec, indent=1).encode())
 
-    # -- this shard's work ----------------------------------------------------------------------------------
-    mine = [e for p, e in enumerate(entries) if shard_of(p, shard[1]) == shard[0]]
-    report.mine = len(mine)
-    todo = [e for e in mine if not (out / e.file).is_file()]
-    report.already_done = len(mine) - len(todo)
 
-    texts = sorted({e.text for e in todo} | ({""} if shard[0] == 0 else set()))
+def _encode_texts(out: Path, text_encoder, todo: list[SegmentEntry], with_empty: bool) -> int:
+    """Encode the instructions of ``todo`` (and the empty one) not on disk yet; returns how many were encoded."""
+    texts = sorted({e.text for e in todo} | ({""} if with_empty else set()))
     missing = [t for t in texts if not (out / "text" / f"{text_key(t)}.safetensors").is_file()]
     if missing:
         emb = text_encoder.encode(missing).float()  # (B, Lt, Dt)
         for t, e in zip(missing, emb):
             atomic_save_tensors(out / "text" / f"{text_key(t)}.safetensors", {"embedding": e.clone()}, {"text": t})
-        report.texts_encoded = len(missing)
+    return len(missing)
 
-    cache_dtype = _CACHE_DTYPES[data_cfg.cache_dtype]
+
+def _encode_segments(out: Path, todo, index: CacheIndex, source, spec, video_encoder, tile_map, data_cfg, shard,
+                     progress: bool) -> int:
+    """Encode and write each segment of ``todo``; returns how many were written."""
+    from tqdm.auto import tqdm
+
     episode_slots: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # (actions, states) in slots
     has_state = spec.state_key in source.keys
     bar = tqdm(todo, desc=f"encoding segments (shard {shard[0]}/{shard[1]})", disable=not progress, unit="seg")
     for e in bar:
-        ids = sample_frame_ids(e.start, e.end, tau, s)
-        if tile_map is None:
-            frames = source.read_tiled(e.episode_index, ids)  # (T, H, W, 3)
-            latents = _encode_clip(video_encoder, frames, data_cfg.encode_batch_frames)  # (C, F, h, w)
-        else:
-            latents = _encode_views_tiled(
-                video_encoder, source, spec, e.episode_index, ids, tile_map, data_cfg.encode_batch_frames
-            )
-        if latents.shape[1] != e.num_latent_frames:
-            raise DataError(
-                f"{e.name}: the encoder returned {latents.shape[1]} latent frames for {len(ids)} video frames, "
-                f"expected {e.num_latent_frames} (temporal stride {s})"
-            )
         if e.episode_index not in episode_slots:
             episode_slots.clear()  # segments come in episode order: keep one episode in memory
             episode_slots[e.episode_index] = (
                 np.asarray(spec.action_to_slots(source.episode_actions(e.episode_index)), np.float32),
                 np.asarray(spec.state_to_slots(source.episode_states(e.episode_index)), np.float32) if has_state else None,
             )
-        action_slots, state_slots = episode_slots[e.episode_index]
-        acts, valid = segment_actions(action_slots, e.start, e.num_latent_frames, n_act)
-        tensors = {
-            "latents": latents.to(cache_dtype),
-            "actions": torch.from_numpy(acts),
-            "action_valid": torch.from_numpy(valid),
-            "frame_ids": torch.tensor(ids, dtype=torch.int64),
-        }
-        if state_slots is not None:  # the state at the last video frame of each latent frame, (F, 30)
-            tensors["states"] = torch.from_numpy(state_slots[[ids[f * s] for f in range(e.num_latent_frames)]])
+        tensors = _segment_tensors(e, index, source, spec, video_encoder, tile_map, data_cfg, *episode_slots[e.episode_index])
         atomic_save_tensors(
             out / e.file,
             tensors,
-            {"fingerprint": fingerprint, "text_key": e.text_key, "episode_index": str(e.episode_index),
+            {"fingerprint": index.fingerprint, "text_key": e.text_key, "episode_index": str(e.episode_index),
              "start": str(e.start), "end": str(e.end)},
         )
-        report.encoded += 1
-    logger.info(
-        "prepared %s: %d segments planned, shard %d/%d encoded %d (%d already done), %d too short",
-        out, report.planned, shard[0], shard[1], report.encoded, report.already_done, report.too_short,
-    )
-    return report
+    return len(todo)
+
+
+def _segment_tensors(e: SegmentEntry, index: CacheIndex, source, spec, video_encoder, tile_map, data_cfg,
+                     action_slots: np.ndarray, state_slots: np.ndarray | None) -> dict[str, torch.Tensor]:
+    """One segment's cache file: its latents, slot actions (+ validity), frame rows and states."""
+    s, n_act = index.temporal_stride, index.actions_per_frame
+    ids = sample_frame_ids(e.start, e.end, index.tau, s)
+    if tile_map is None:
+        frames = source.read_tiled(e.episode_index, ids)  # (T, H, W, 3)
+        latents = _encode_clip(video_encoder, frames, data_cfg.encode_batch_frames)  # (C, F, h, w)
+    else:
+        latents = _encode_views_tiled(
+            video_encoder, source, spec, e.episode_index, ids, tile_map, data_cfg.encode_batch_frames
+        )
+    if latents.shape[1] != e.num_latent_frames:
+        raise DataError(
+            f"{e.name}: the encoder returned {latents.shape[1]} latent frames for {len(ids)} video frames, "
+            f"expected {e.num_latent_frames} (temporal stride {s})"
+        )
+    acts, valid = segment_actions(action_slots, e.start, e.num_latent_frames, n_act)
+    tensors = {
+        "latents": latents.to(_CACHE_DTYPES[data_cfg.cache_dtype]),
+        "actions": torch.from_numpy(acts),
+        "action_valid": torch.from_numpy(valid),
+        "frame_ids": torch.tensor(ids, dtype=torch.int64),
+    }
+    if state_slots is not None:  # the state at the last video frame of each latent frame, (F, 30)
+        tensors["states"] = torch.from_numpy(state_slots[[ids[f * s] for f in range(e.num_latent_frames)]])
+    return tensors
