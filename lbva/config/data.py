@@ -8,10 +8,25 @@ from lbva.config.base import bounded, choice, documented
 
 
 @dataclass
+class MixtureEntry:
+    """One prepared cache of a mixture (``data.mixture``)."""
+
+    path: str = documented("", doc="latent cache written by `lbva prepare`")
+    weight: float = documented(1.0, doc="share of the draws: weight / sum of the mixture's weights (> 0)")
+    embodiment: str | None = documented(
+        None, doc="embodiment the cache was built for (checked against it); default: embodiment.name"
+    )
+
+
+@dataclass
 class DataConfig:
     # -- where things are ------------------------------------------------------------------------------------
     dataset: str | None = documented(None, doc="local LeRobot dataset root (meta/info.json inside)")
     cache_dir: str | None = documented(None, doc="latent cache written by `lbva prepare` (default DATASET/lbva_cache)")
+    mixture: list[MixtureEntry] = documented(
+        factory=list, doc="several caches trained together instead of cache_dir/dataset, each drawn by its weight: "
+                          "[{path: CACHE, weight: W, embodiment: NAME}, ...]"
+    )
     key_map: dict[str, str] = documented(
         factory=dict, doc="dataset key -> embodiment key, for datasets that name a camera/state/action otherwise "
                           "(LeRobot's single-camera observation.image is found without it)"

@@ -12,6 +12,7 @@ Batch contract (what :class:`lbva.objectives.FlowMatchingObjective` reads; docs/
     chunk_size   int                       one per batch, sampled from data.chunk_sizes
     episode_index, segment_start  int64 (B,)
     window_start  int64 (B,)   first latent frame of the window within its segment
+    source        int64 (B,)   entry of data.mixture each sample came from (mixtures only; lbva.data.mixture)
     state         float32 (B, F, 30)  raw unified-slot state per latent frame (only when the dataset records one)
 
 Sampling, per epoch (deterministic in seed + epoch, identical on every rank):
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -48,12 +49,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WindowRef:
-    """One training sample: latent frames [f0, f0 + frames) of cache segment ``segment``, at ``chunk_size``."""
+    """One training sample: latent frames [f0, f0 + frames) of segment ``segment`` of cache ``source``, at
+    ``chunk_size``."""
 
     segment: int
     f0: int
     frames: int
     chunk_size: int = 1
+    source: int = 0  # which cache of a mixture (data.mixture); 0 for a single cache
 
 
 def tokens_per_latent_frame(latent_shape: list[int] | tuple[int, ...], patch_size: int, actions_per_frame: int) -> int:
@@ -119,24 +122,35 @@ class TokenBudgetBatchSampler(Sampler[list[WindowRef]]):
             return self.batch_size
         return max(1, self.token_budget // (frames * self.tokens_per_frame))
 
+    def epoch_windows(self, rng: np.random.Generator) -> list[WindowRef]:
+        """This epoch's samples, before batching."""
+        return epoch_windows(self.num_frames, self.window_frames, rng)
+
+    def bucket(self, w: WindowRef) -> tuple[int, ...]:
+        """Windows of one bucket can share a batch; its last entry is the frame count."""
+        return (w.frames,)
+
+    def bucket_batch_size(self, key: tuple[int, ...]) -> int:
+        return self.batch_size_for(key[-1])
+
     def global_batches(self, epoch: int | None = None) -> list[list[WindowRef]]:
         """Every rank's batches for an epoch, before padding and rank selection."""
         rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch])
-        windows = epoch_windows(self.num_frames, self.window_frames, rng)
-        buckets: dict[int, list[WindowRef]] = defaultdict(list)
+        windows = self.epoch_windows(rng)
+        buckets: dict[tuple[int, ...], list[WindowRef]] = defaultdict(list)
         for w in windows:
-            buckets[w.frames].append(w)
+            buckets[self.bucket(w)].append(w)
         batches: list[list[WindowRef]] = []
-        for frames in sorted(buckets):
-            items = buckets[frames]
+        for key in sorted(buckets):
+            items = buckets[key]
             if self.shuffle:
                 items = [items[i] for i in rng.permutation(len(items))]
-            b = self.batch_size_for(frames)
+            b = self.bucket_batch_size(key)
             batches += [items[i : i + b] for i in range(0, len(items), b)]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         sizes = rng.choice(self.chunk_sizes, size=len(batches))
-        return [[WindowRef(w.segment, w.f0, w.frames, int(k)) for w in batch] for batch, k in zip(batches, sizes)]
+        return [[replace(w, chunk_size=int(k)) for w in batch] for batch, k in zip(batches, sizes)]
 
     def rank_batches(self, epoch: int | None = None) -> list[list[WindowRef]]:
         batches = self.global_batches(epoch)
@@ -204,22 +218,25 @@ def collate_windows(items: list[dict[str, Any]]) -> dict[str, Any]:
         "segment_start": torch.tensor([it["segment_start"] for it in items], dtype=torch.int64),
         "window_start": torch.tensor([it["window_start"] for it in items], dtype=torch.int64),
     }
+    if "source" in items[0]:
+        batch["source"] = torch.tensor([it["source"] for it in items], dtype=torch.int64)
     if all("state" in it for it in items):
         batch["state"] = torch.stack([it["state"] for it in items])
     return batch
 
 
 class LatentDataModule(L.LightningDataModule):
-    """Lightning data module over a latent cache.
+    """Lightning data module over a latent cache, or over the caches of ``data.mixture`` (``cache_dir`` None).
 
     ``embodiment`` (a name or an EmbodimentSpec) lets it check that the cache was built for this config
-    (raising a stale-cache error otherwise). ``stats`` overrides the cache's q01/q99 (e.g. a released
-    checkpoint's). Rank and world size come from the attached Trainer unless given.
+    (raising a stale-cache error otherwise); a mixture entry without its own embodiment is checked against it.
+    ``stats`` overrides a single cache's q01/q99 (e.g. a released checkpoint's); a mixture's samples are
+    normalised with their own cache's. Rank and world size come from the attached Trainer unless given.
     """
 
     def __init__(
         self,
-        cache_dir: str | Path,
+        cache_dir: str | Path | None,
         data_cfg=None,
         embodiment=None,
         stats=None,
@@ -230,13 +247,20 @@ class LatentDataModule(L.LightningDataModule):
         super().__init__()
         from lbva.config.data import DataConfig
 
-        self.cache_dir = Path(cache_dir)
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.data_cfg = data_cfg or DataConfig()
         self.embodiment = embodiment
         self._stats = stats
         self.seed = seed
         self._rank, self._world = rank, world_size
-        self.cache: LatentCache | None = None
+        self.cache: LatentCache | None = None  # the single cache, or a mixture's first
+        self.caches: list[LatentCache] = []
+        if self.cache_dir is None and not self.data_cfg.mixture:
+            raise ValueError("LatentDataModule needs a cache_dir, or a data config with data.mixture")
+        if self.cache_dir is not None and self.data_cfg.mixture:
+            raise ValueError("LatentDataModule got both a cache_dir and data.mixture; give one")
+        if stats is not None and self.data_cfg.mixture:
+            raise ValueError("stats overrides a single cache's statistics; a mixture uses each cache's own")
 
     @classmethod
     def from_config(cls, cfg, stats=None, rank: int | None = None, world_size: int | None = None) -> "LatentDataModule":
@@ -244,6 +268,14 @@ class LatentDataModule(L.LightningDataModule):
         ``embodiment.name`` for the staleness check, ``trainer.seed`` for sampling."""
         from lbva.data.errors import DataError
 
+        if cfg.data.mixture:
+            if cfg.data.cache_dir or cfg.data.dataset:
+                raise DataError(
+                    f"data.mixture replaces data.cache_dir and data.dataset, but data.cache_dir={cfg.data.cache_dir!r}"
+                    f" and data.dataset={cfg.data.dataset!r} are set too: give either the mixture or one cache"
+                )
+            return cls(None, cfg.data, embodiment=cfg.embodiment.name, seed=cfg.trainer.seed, rank=rank,
+                       world_size=world_size)
         cache_dir = cfg.data.cache_dir or (str(Path(cfg.data.dataset) / "lbva_cache") if cfg.data.dataset else None)
         if cache_dir is None:
             raise DataError(
@@ -256,17 +288,25 @@ class LatentDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.cache is not None:
             return
+        if self.data_cfg.mixture:
+            from lbva.data.mixture import open_mixture
+
+            self.caches = open_mixture(self.data_cfg.mixture, self.data_cfg, self.embodiment)
+            self.cache = self.caches[0]
+            return
         expect = None
         if self.embodiment is not None:
             from lbva.data.prepare import _resolve_spec, settings_parts
 
             expect = settings_parts(self.data_cfg, _resolve_spec(self.embodiment))
         self.cache = LatentCache(self.cache_dir, expect=expect)
+        self.caches = [self.cache]
         if self._stats is None:
             self._stats = self.cache.stats()
 
     @property
     def stats(self):
+        """The single cache's statistics (or the override); None for a mixture."""
         return self._stats
 
     def empty_text(self) -> torch.Tensor:
@@ -284,6 +324,22 @@ class LatentDataModule(L.LightningDataModule):
         self.setup()
         cfg, idx = self.data_cfg, self.cache.index
         rank, world = self._rank_world()
+        if cfg.mixture:
+            from lbva.data.mixture import MixtureBatchSampler, MixtureSource
+
+            sources = [
+                MixtureSource(
+                    num_frames=[s.num_latent_frames for s in c.index.segments],
+                    weight=float(e.weight),
+                    tokens_per_frame=tokens_per_latent_frame(c.index.latent_shape, cfg.patch_size,
+                                                             c.index.actions_per_frame),
+                    shape=(*c.index.latent_shape, c.index.actions_per_frame),
+                )
+                for c, e in zip(self.caches, cfg.mixture)
+            ]
+            return MixtureBatchSampler(sources, cfg.window_frames, list(cfg.chunk_sizes), token_budget=cfg.token_budget,
+                                       batch_size=cfg.batch_size, rank=rank, world_size=world, seed=self.seed,
+                                       even_batches=cfg.even_batches)
         return TokenBudgetBatchSampler(
             num_frames=[s.num_latent_frames for s in idx.segments],
             window_frames=cfg.window_frames,
@@ -299,7 +355,12 @@ class LatentDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        dataset = LatentWindowDataset(self.cache, self._stats, self.cache.used_mask())
+        if self.data_cfg.mixture:
+            from lbva.data.mixture import MixtureWindowDataset
+
+            dataset = MixtureWindowDataset([LatentWindowDataset(c, c.stats(), c.used_mask()) for c in self.caches])
+        else:
+            dataset = LatentWindowDataset(self.cache, self._stats, self.cache.used_mask())
         return DataLoader(
             dataset,
             batch_sampler=self.batch_sampler(),
