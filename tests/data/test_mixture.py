@@ -7,51 +7,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
+from cache_writer import write_cache
 
 from lbva.config.data import DataConfig, MixtureEntry
 from lbva.config.loader import load_config
-from lbva.data.cache import CacheIndex, SegmentEntry, atomic_save_tensors, fingerprint_of, text_key
+from lbva.data.cache import CacheIndex
 from lbva.data.datamodule import LatentDataModule
 from lbva.data.errors import DataError, StaleCacheError
 from lbva.data.mixture import MixtureBatchSampler, MixtureSource
-from lbva.data.prepare import settings_parts
-from lbva.data.stats import stats_record
-from lbva.embodiment import get_embodiment
-
-TEXT_SHAPE = (4, 8)
-
-
-def write_cache(root, embodiment: str, frames: list[int], latent_shape=(4, 2, 2), seed=0, data_cfg=None):
-    """A small cache in `lbva prepare`'s layout, written by hand: random latents and raw slot actions, and
-    q01/q99 drawn per channel, so that two caches normalise the same raw value differently."""
-    spec = get_embodiment(embodiment)
-    rng = np.random.default_rng(seed)
-    n = spec.actions_per_frame
-    parts = settings_parts(data_cfg or DataConfig(), spec)
-    instruction = f"task of {embodiment}"
-    entries = []
-    for ep, f in enumerate(frames):
-        e = SegmentEntry(ep, 0, f * n, instruction, text_key(instruction), f * n, f, f"latents/episode_{ep}_0_{f * n}.safetensors")
-        valid = np.ones((f, n), bool)
-        valid[0] = False
-        atomic_save_tensors(root / e.file, {
-            "latents": torch.from_numpy(rng.normal(size=(latent_shape[0], f, *latent_shape[1:])).astype(np.float32)),
-            "actions": torch.from_numpy(rng.normal(size=(f, n, 30)).astype(np.float32)),
-            "action_valid": torch.from_numpy(valid),
-            "frame_ids": torch.arange(f * n),
-        })
-        entries.append(e)
-    for t in {"", instruction}:
-        atomic_save_tensors(root / "text" / f"{text_key(t)}.safetensors",
-                            {"embedding": torch.from_numpy(rng.normal(size=TEXT_SHAPE).astype(np.float32))})
-    q01 = rng.uniform(-3, -1, 30).astype(np.float32)
-    q99 = rng.uniform(1, 3, 30).astype(np.float32)
-    (root / "stats.json").write_text(json.dumps(stats_record(q01, q99, spec.used_mask, "test", 100)))
-    index = CacheIndex(fingerprint_of(parts), parts, "unused", spec.name, 10.0, 1, 1, n, list(latent_shape),
-                       list(TEXT_SHAPE), text_key(""), entries)
-    (root / "index.json").write_text(index.to_json())
-    return root
 
 
 def _mixture_cfg(*entries, **kw) -> DataConfig:
@@ -88,7 +51,7 @@ def test_draw_frequencies_follow_the_weights_not_the_cache_sizes():
 
 def test_mixture_plan_is_deterministic_and_ranks_share_it_without_overlap():
     sources = [MixtureSource([9, 4, 6], 1.0, 10, (1,)), MixtureSource([7, 8], 2.0, 10, (1,))]
-    make = lambda **kw: MixtureBatchSampler(sources, 4, [1, 2, 3], token_budget=60, seed=1, **kw)  # noqa: E731
+    make = lambda **kw: MixtureBatchSampler(sources, 4, [1, 2, 3], token_budget=60, seed=1, **kw)
     assert make().global_batches(2) == make().global_batches(2)
     assert make().global_batches(2) != make().global_batches(3)
     everything = Counter(w for b in make(even_batches=False).global_batches(0) for w in b)
