@@ -23,6 +23,9 @@ the whole batch or one per sequence (a (B,) bool tensor: training mixes forward-
   the real video of chunk c is written after chunk c's action query evicted the oldest actions it would see.
 * ``chunks`` — whole chunks: a key is visible iff its chunk is among the last ``size`` chunks of the query's.
 
+``episode`` (packed training sequences, :mod:`lbva.data.packing`): one id per token saying which episode it belongs
+to; a token sees only tokens of its own episode, whatever the table says (and chunk ids restart in each episode).
+
 The same window object sizes and evicts the streaming KV cache (:mod:`lbva.models.kv_cache`) and masks each call
 against it, so a cached query never sees more than the rule admits.
 
@@ -105,31 +108,47 @@ def as_window(window: AttentionWindow | int | None) -> AttentionWindow | None:
 
 
 def token_visibility(q_id: torch.Tensor, q_noisy: torch.Tensor, k_id: torch.Tensor, k_noisy: torch.Tensor,
-                     fdm: bool | torch.Tensor = False, window: AttentionWindow | int | None = None) -> torch.Tensor:
-    """(L, S) bool — or (B, L, S) with per-sequence ``fdm`` / window sizes: query l may attend to key s."""
+                     fdm: bool | torch.Tensor = False, window: AttentionWindow | int | None = None,
+                     q_episode: torch.Tensor | None = None, k_episode: torch.Tensor | None = None) -> torch.Tensor:
+    """(L, S) bool — or (B, L, S) with per-sequence ``fdm`` / window sizes: query l may attend to key s.
+    ``q_episode`` (L,) / ``k_episode`` (S,): packed episode ids; a token sees only its own episode's."""
     qi, qn = q_id[..., :, None], q_noisy[..., :, None]
     ki, kn = k_id[..., None, :], k_noisy[..., None, :]
     window = as_window(window)
     if torch.is_tensor(fdm):
         fdm = fdm.view(-1, 1, 1)
     size = window.size.view(-1, 1, 1) if window is not None and torch.is_tensor(window.size) else None
-    return _visible(qi, qn, ki, kn, fdm, window, size)
+    qe = None if q_episode is None else q_episode[:, None]
+    ke = None if k_episode is None else k_episode[None, :]
+    return _visible(qi, qn, ki, kn, fdm, window, size, qe, ke)
 
 
-def _visible(qi, qn, ki, kn, fdm, window: AttentionWindow | None, size=None):
+def _visible(qi, qn, ki, kn, fdm, window: AttentionWindow | None, size=None, qe=None, ke=None):
     allowed = (~qn & ~kn & (ki <= qi)) | (qn & ~kn & (ki < qi)) | (qn & kn & (ki == qi))
     if torch.is_tensor(fdm) or fdm:
         allowed = allowed | (fdm & qn & ((qi % 2) == 0) & ~kn & (ki == qi + 1))
     if window is not None:
         allowed = allowed & window.admits(qi, ki, size)
+    if qe is not None:
+        allowed = allowed & (qe == ke)
     return allowed
+
+
+def frames_within_episode(frame_episode: torch.Tensor) -> torch.Tensor:
+    """(F,) packed episode id of each latent frame (episodes contiguous) -> (F,) frame index within its episode."""
+    f = torch.arange(frame_episode.shape[0], device=frame_episode.device)
+    starts = torch.ones_like(frame_episode, dtype=torch.bool)
+    starts[1:] = frame_episode[1:] != frame_episode[:-1]
+    first = torch.cummax(torch.where(starts, f, torch.zeros_like(f)), 0).values  # (F,) first frame of each episode
+    return f - first
 
 
 @dataclass
 class MaskSpec:
     """Ids (chunk·2 + modality) and noisy flags of the queries (L,) and keys (S,), plus the variant.
 
-    ``k_valid`` (S,) marks which key slots hold a token at all (a KV cache's free slots do not)."""
+    ``k_valid`` (S,) marks which key slots hold a token at all (a KV cache's free slots do not).
+    ``q_episode`` (L,) / ``k_episode`` (S,): packed episode ids (both or neither); tokens of two episodes never meet."""
 
     q_ids: torch.Tensor
     q_noisy: torch.Tensor
@@ -138,9 +157,13 @@ class MaskSpec:
     fdm: bool | torch.Tensor = False
     window: AttentionWindow | int | None = None  # an int: that many whole chunks
     k_valid: torch.Tensor | None = None
+    q_episode: torch.Tensor | None = None
+    k_episode: torch.Tensor | None = None
 
     def __post_init__(self):
         self.window = as_window(self.window)
+        if (self.q_episode is None) != (self.k_episode is None):
+            raise ValueError("give both q_episode and k_episode (packed sequences) or neither")
 
     @property
     def per_sequence(self) -> bool:
@@ -148,18 +171,20 @@ class MaskSpec:
 
     def dense(self) -> torch.Tensor:
         """(L, S) bool for SDPA, or (B, L, S) when ``fdm`` or the window differs per sequence."""
-        m = token_visibility(self.q_ids, self.q_noisy, self.k_ids, self.k_noisy, self.fdm, self.window)
+        m = token_visibility(self.q_ids, self.q_noisy, self.k_ids, self.k_noisy, self.fdm, self.window,
+                             self.q_episode, self.k_episode)
         return m if self.k_valid is None else m & self.k_valid
 
     def mask_mod(self):
         """flex attention's ``mask_mod(b, h, q_idx, kv_idx)`` for the same table."""
         qi, qn, ki, kn, window = self.q_ids, self.q_noisy, self.k_ids, self.k_noisy, self.window
-        fdm, valid = self.fdm, self.k_valid
+        fdm, valid, qe, ke = self.fdm, self.k_valid, self.q_episode, self.k_episode
         sizes = window.size if window is not None and torch.is_tensor(window.size) else None
 
         def mod(b, h, q_idx, kv_idx):
             out = _visible(qi[q_idx], qn[q_idx], ki[kv_idx], kn[kv_idx], fdm[b] if torch.is_tensor(fdm) else fdm,
-                           window, None if sizes is None else sizes[b])
+                           window, None if sizes is None else sizes[b],
+                           None if qe is None else qe[q_idx], None if ke is None else ke[kv_idx])
             return out if valid is None else out & valid[kv_idx]
 
         return mod

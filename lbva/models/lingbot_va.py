@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from lbva.config.model import DEFAULT_MAX_PARAMETERS
 from lbva.errors import UserError
-from lbva.models.attention import Attend, AttentionWindow, MaskSpec, as_window
+from lbva.models.attention import Attend, AttentionWindow, MaskSpec, as_window, frames_within_episode
 
 
 @dataclass
@@ -284,6 +284,7 @@ class _Segment:
     ids: torch.Tensor  # (L,)
     pos: torch.Tensor  # (L, 3)
     timesteps: torch.Tensor  # (B, L)
+    episode: torch.Tensor | None = None  # (L,) packed episode of each token (lbva.data.packing)
 
 
 def _pre(block: Block, x, mod, rope):
@@ -385,7 +386,8 @@ class LingBotVA(nn.Module):
         return self.arch.patch_size
 
     # ---- token building
-    def _video_tokens(self, x: torch.Tensor, sigma: torch.Tensor, f0: int, chunk_size: int, noisy: bool) -> _Segment:
+    def _video_tokens(self, x: torch.Tensor, sigma: torch.Tensor, f0: int | torch.Tensor, chunk_size: int,
+                      noisy: bool) -> _Segment:
         if x.ndim != 5 or x.shape[1] != self.arch.in_channels:
             raise ValueError(f"video latents must be (B, C={self.arch.in_channels}, F, H, W), got {tuple(x.shape)}")
         B, C, F_, H, W = x.shape
@@ -398,21 +400,22 @@ class LingBotVA(nn.Module):
         # channel-major packing: (c p1 p2) per token, as the release's patch_embedding_mlp expects
         t = x.reshape(B, C, F_, h, p[1], w, p[2]).permute(0, 2, 3, 5, 1, 4, 6).reshape(B, F_ * h * w, C * p[1] * p[2])
         tokens = self.patch_embedding_mlp(t)  # (B, L, D)
-        frames = torch.arange(f0, f0 + F_, device=x.device)
+        frames = f0 if torch.is_tensor(f0) else torch.arange(f0, f0 + F_, device=x.device)
         ff, hh, ww = torch.meshgrid(frames, torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
         pos = torch.stack([ff, hh, ww], -1).reshape(-1, 3).float()
         ids = (frames // chunk_size * 2).repeat_interleave(h * w)
         ts = (sigma.float() * 1000.0).repeat_interleave(h * w, dim=1)
         return _Segment("video", noisy, tokens, ids, pos, ts)
 
-    def _action_tokens(self, a: torch.Tensor, sigma: torch.Tensor, f0: int, chunk_size: int, noisy: bool) -> _Segment:
+    def _action_tokens(self, a: torch.Tensor, sigma: torch.Tensor, f0: int | torch.Tensor, chunk_size: int,
+                       noisy: bool) -> _Segment:
         if a.ndim != 4 or a.shape[-1] != self.arch.action_dim:
             raise ValueError(f"actions must be (B, F, N, A={self.arch.action_dim}), got {tuple(a.shape)}")
         B, F_, N, A = a.shape
         if sigma is None or tuple(sigma.shape) != (B, F_):
             raise ValueError(f"action σ must be (B, F) = {(B, F_)}, got {None if sigma is None else tuple(sigma.shape)}")
         tokens = self.action_embedder(a.reshape(B, F_ * N, A))
-        frames = torch.arange(f0, f0 + F_, device=a.device)
+        frames = f0 if torch.is_tensor(f0) else torch.arange(f0, f0 + F_, device=a.device)
         tpos = frames[:, None].float() + (torch.arange(N, device=a.device).float()[None] + 1) / (N + 1)
         pos = torch.stack([tpos.reshape(-1), torch.full((F_ * N,), -1.0, device=a.device),
                            torch.full((F_ * N,), -1.0, device=a.device)], -1)
@@ -468,6 +471,7 @@ class LingBotVA(nn.Module):
         order = [s for st in streams for s in st]  # token order of the joint sequence
         ids = torch.cat([s.ids for s in order])
         noisy = torch.cat([torch.full_like(s.ids, int(s.noisy), dtype=torch.bool) for s in order])
+        episode = torch.cat([s.episode for s in order]) if order[0].episode is not None else None
         xs, mods, temb, ropes = [], [], [], []
         for st in streams:
             xs.append(torch.cat([s.tokens for s in st], 1))
@@ -478,7 +482,7 @@ class LingBotVA(nn.Module):
             ang = rope_angles(torch.cat([s.pos for s in st]), self._freqs)
             ropes.append((ang.cos(), ang.sin()))
         if cache_call is None:
-            spec = MaskSpec(ids, noisy, ids, noisy, fdm=fdm, window=window)
+            spec = MaskSpec(ids, noisy, ids, noisy, fdm=fdm, window=window, q_episode=episode, k_episode=episode)
         else:
             spec = MaskSpec(ids, noisy, cache_call.key_ids, cache_call.key_noisy, fdm=fdm, window=window,
                             k_valid=cache_call.key_valid)
@@ -512,9 +516,13 @@ class LingBotVA(nn.Module):
     # ---- training / reference forward
     def forward(self, noisy_video=None, video_sigma=None, noisy_actions=None, action_sigma=None, text=None,
                 clean_video=None, clean_video_sigma=None, clean_actions=None, chunk_size: int = 1,
-                window: AttentionWindow | int | None = None, fdm: bool | torch.Tensor = False) -> ModelOutput:
+                window: AttentionWindow | int | None = None, fdm: bool | torch.Tensor = False,
+                frame_episode: torch.Tensor | None = None) -> ModelOutput:
         """Velocities u = ε − x0 of the noisy copies, under the chunk-causal mask
         (docs/architecture.md#the-attention-mask).
+
+        ``frame_episode`` (F,): a packed sequence's episode id per latent frame (:mod:`lbva.data.packing`); each
+        episode then gets its own frame positions, chunk ids and mask, as if it ran alone.
 
         ``window``: an :class:`~lbva.models.attention.AttentionWindow` (its size may be a (B,) tensor, one per
         sequence), an int (whole chunks) or None. ``fdm``: one flag, or a (B,) bool tensor marking the sequences
@@ -531,17 +539,26 @@ class LingBotVA(nn.Module):
             if torch.is_tensor(value) and tuple(value.shape) != (B,):
                 raise ValueError(f"a per-sequence {name} must have one entry per sequence, shape ({B},); "
                                  f"got {tuple(value.shape)}")
+        if frame_episode is not None:
+            frames = noisy_video.shape[2] if noisy_video is not None else noisy_actions.shape[1]
+            if tuple(frame_episode.shape) != (frames,):
+                raise ValueError(f"frame_episode must have one entry per latent frame, shape ({frames},); "
+                                 f"got {tuple(frame_episode.shape)}")
         segs: list[_Segment] = []
         def zeros(x):
             return torch.zeros(x.shape[0], x.shape[2] if x.ndim == 5 else x.shape[1], device=x.device)
+        f0 = 0 if frame_episode is None else frames_within_episode(frame_episode)
         if noisy_video is not None:
-            segs.append(self._video_tokens(noisy_video, video_sigma, 0, chunk_size, True))
+            segs.append(self._video_tokens(noisy_video, video_sigma, f0, chunk_size, True))
         if clean_video is not None:
-            segs.append(self._video_tokens(clean_video, clean_video_sigma if clean_video_sigma is not None else zeros(clean_video), 0, chunk_size, False))
+            segs.append(self._video_tokens(clean_video, clean_video_sigma if clean_video_sigma is not None else zeros(clean_video), f0, chunk_size, False))
         if noisy_actions is not None:
-            segs.append(self._action_tokens(noisy_actions, action_sigma, 0, chunk_size, True))
+            segs.append(self._action_tokens(noisy_actions, action_sigma, f0, chunk_size, True))
         if clean_actions is not None:
-            segs.append(self._action_tokens(clean_actions, zeros(clean_actions), 0, chunk_size, False))
+            segs.append(self._action_tokens(clean_actions, zeros(clean_actions), f0, chunk_size, False))
+        if frame_episode is not None:
+            for s in segs:  # tokens are frame-major: each frame's tokens share its episode
+                s.episode = frame_episode.repeat_interleave(s.ids.shape[0] // frame_episode.shape[0])
         hs = self._run(segs, self.text_context(text), fdm, window)
         out = ModelOutput()
         for s, h in zip(segs, hs):
