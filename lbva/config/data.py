@@ -69,6 +69,10 @@ class DataConfig:
     token_budget: int | None = documented(
         None, doc="tokens per batch (clean+noisy video and action tokens); None = batch_size samples"
     )
+    pack_tokens: int | None = bounded(
+        None, 2, None, doc="pack each batch into one sequence of up to this many tokens: windows of one instruction "
+                           "concatenated, each masked and positioned as if alone (replaces token_budget/batch_size)"
+    )
     patch_size: int = bounded(2, 1, None, doc="spatial patch of the model (tokens per latent frame = h*w/p^2)")
     batch_size: int = bounded(1, 1, None, doc="samples per batch when token_budget is unset")
     num_workers: int = bounded(0, 0, None)

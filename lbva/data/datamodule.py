@@ -25,6 +25,10 @@ Sampling, per epoch (deterministic in seed + epoch, identical on every rank):
 3. batches are shuffled, each gets a chunk size; the list is padded (``even_batches``) to a multiple of the
    world size and rank r takes batches r, r+W, r+2W, …
 
+``data.mixture`` draws the windows of step 1 from several caches by weight (:mod:`lbva.data.mixture`);
+``data.pack_tokens`` replaces step 2 by packing windows of one instruction into one sequence
+(:mod:`lbva.data.packing`).
+
 Tensors are read from disk per window (safetensors slices); the dataset is never loaded whole.
 Use it with ``Trainer(use_distributed_sampler=False)``: the batch sampler shards by rank itself.
 """
@@ -86,7 +90,10 @@ class _EpochHandle:
 
 
 class TokenBudgetBatchSampler(Sampler[list[WindowRef]]):
-    """Yields this rank's batches of :class:`WindowRef` (equal F and chunk size within a batch)."""
+    """Yields this rank's batches of :class:`WindowRef` (equal F and chunk size within a batch).
+
+    With ``pack_tokens`` a batch is one packed sequence instead (:mod:`lbva.data.packing`): windows of one
+    instruction (``text_ids``, one per segment) concatenated up to ``pack_tokens`` tokens, any F."""
 
     def __init__(
         self,
@@ -101,6 +108,8 @@ class TokenBudgetBatchSampler(Sampler[list[WindowRef]]):
         seed: int = 0,
         even_batches: bool = True,
         shuffle: bool = True,
+        pack_tokens: int | None = None,
+        text_ids: list[int] | None = None,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
@@ -111,27 +120,53 @@ class TokenBudgetBatchSampler(Sampler[list[WindowRef]]):
         self.tokens_per_frame, self.token_budget, self.batch_size = tokens_per_frame, token_budget, batch_size
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.even_batches, self.shuffle = even_batches, shuffle
+        self.pack_tokens, self.text_ids = pack_tokens, text_ids
+        if pack_tokens is not None:
+            if pack_tokens < window_frames * self.largest_frame_tokens():
+                raise ValueError(
+                    f"data.pack_tokens={pack_tokens} cannot hold one window of data.window_frames={window_frames} "
+                    f"latent frames ({self.largest_frame_tokens()} tokens each): it must be at least "
+                    f"{window_frames * self.largest_frame_tokens()}"
+                )
+            if token_budget is not None:
+                raise ValueError(f"data.pack_tokens={pack_tokens} and data.token_budget={token_budget} are both set: "
+                                 "a packed batch is one sequence of up to pack_tokens tokens; unset token_budget")
         self.epoch = 0
         self.sampler = _EpochHandle(self)  # Lightning calls batch_sampler.sampler.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def batch_size_for(self, frames: int) -> int:
-        if self.token_budget is None:
-            return self.batch_size
-        return max(1, self.token_budget // (frames * self.tokens_per_frame))
+    def largest_frame_tokens(self) -> int:
+        return self.tokens_per_frame
+
+    def frame_tokens(self, w: WindowRef) -> int:
+        """Tokens one latent frame of ``w`` costs in training."""
+        return self.tokens_per_frame
+
+    def text_id(self, w: WindowRef) -> int:
+        return self.text_ids[w.segment]
 
     def epoch_windows(self, rng: np.random.Generator) -> list[WindowRef]:
         """This epoch's samples, before batching."""
         return epoch_windows(self.num_frames, self.window_frames, rng)
 
     def bucket(self, w: WindowRef) -> tuple[int, ...]:
-        """Windows of one bucket can share a batch; its last entry is the frame count."""
+        """Windows of one bucket may share a batch: equal F, or (packing) one cache's windows of one instruction."""
+        if self.pack_tokens is not None:
+            return (w.source, self.text_id(w))
         return (w.frames,)
 
-    def bucket_batch_size(self, key: tuple[int, ...]) -> int:
-        return self.batch_size_for(key[-1])
+    def split(self, items: list[WindowRef]) -> list[list[WindowRef]]:
+        """Cut one bucket's windows, in order, into batches."""
+        if self.pack_tokens is not None:
+            from lbva.data.packing import pack_windows
+
+            return pack_windows(items, [w.frames * self.frame_tokens(w) for w in items], self.pack_tokens)
+        b = self.batch_size
+        if self.token_budget is not None:
+            b = max(1, self.token_budget // (items[0].frames * self.frame_tokens(items[0])))
+        return [items[i : i + b] for i in range(0, len(items), b)]
 
     def global_batches(self, epoch: int | None = None) -> list[list[WindowRef]]:
         """Every rank's batches for an epoch, before padding and rank selection."""
@@ -145,8 +180,7 @@ class TokenBudgetBatchSampler(Sampler[list[WindowRef]]):
             items = buckets[key]
             if self.shuffle:
                 items = [items[i] for i in rng.permutation(len(items))]
-            b = self.bucket_batch_size(key)
-            batches += [items[i : i + b] for i in range(0, len(items), b)]
+            batches += self.split(items)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         sizes = rng.choice(self.chunk_sizes, size=len(batches))
@@ -201,6 +235,12 @@ class LatentWindowDataset(Dataset):
         if win["states"] is not None:
             item["state"] = win["states"].float()  # (F, 30)
         return item
+
+
+def text_ids(segments: list[SegmentEntry]) -> list[int]:
+    """One small int per segment, equal for segments of one instruction."""
+    ids: dict[str, int] = {}
+    return [ids.setdefault(s.text_key, len(ids)) for s in segments]
 
 
 def collate_windows(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -334,12 +374,13 @@ class LatentDataModule(L.LightningDataModule):
                     tokens_per_frame=tokens_per_latent_frame(c.index.latent_shape, cfg.patch_size,
                                                              c.index.actions_per_frame),
                     shape=(*c.index.latent_shape, c.index.actions_per_frame),
+                    text_ids=text_ids(c.index.segments),
                 )
                 for c, e in zip(self.caches, cfg.mixture)
             ]
             return MixtureBatchSampler(sources, cfg.window_frames, list(cfg.chunk_sizes), token_budget=cfg.token_budget,
                                        batch_size=cfg.batch_size, rank=rank, world_size=world, seed=self.seed,
-                                       even_batches=cfg.even_batches)
+                                       even_batches=cfg.even_batches, pack_tokens=cfg.pack_tokens)
         return TokenBudgetBatchSampler(
             num_frames=[s.num_latent_frames for s in idx.segments],
             window_frames=cfg.window_frames,
@@ -351,6 +392,8 @@ class LatentDataModule(L.LightningDataModule):
             world_size=world,
             seed=self.seed,
             even_batches=cfg.even_batches,
+            pack_tokens=cfg.pack_tokens,
+            text_ids=text_ids(idx.segments),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -361,10 +404,14 @@ class LatentDataModule(L.LightningDataModule):
             dataset = MixtureWindowDataset([LatentWindowDataset(c, c.stats(), c.used_mask()) for c in self.caches])
         else:
             dataset = LatentWindowDataset(self.cache, self._stats, self.cache.used_mask())
+        if self.data_cfg.pack_tokens is None:
+            collate = collate_windows
+        else:
+            from lbva.data.packing import collate_packed as collate
         return DataLoader(
             dataset,
             batch_sampler=self.batch_sampler(),
-            collate_fn=collate_windows,
+            collate_fn=collate,
             num_workers=self.data_cfg.num_workers,
             persistent_workers=self.data_cfg.num_workers > 0,
         )

@@ -33,6 +33,7 @@ class MixtureSource:
     weight: float
     tokens_per_frame: int
     shape: tuple[int, ...]  # caches of one shape may share a batch
+    text_ids: list[int] | None = None  # per segment, when packing: windows of one instruction share a sequence
 
 
 class MixtureBatchSampler(TokenBudgetBatchSampler):
@@ -46,13 +47,21 @@ class MixtureBatchSampler(TokenBudgetBatchSampler):
                 raise ValueError(f"mixture source {i}: weight {s.weight!r} must be a positive finite number")
             if max(s.num_frames, default=0) < 2:
                 raise ValueError(f"mixture source {i} has no segment of at least 2 latent frames to train on")
-        super().__init__([], window_frames, chunk_sizes, tokens_per_frame=0, **kw)
         self.sources = list(sources)
         total = sum(s.weight for s in sources)
         self.probabilities = np.array([s.weight / total for s in sources])
         shapes = list(dict.fromkeys(s.shape for s in sources))
         self._group = [shapes.index(s.shape) for s in sources]
-        self._group_tokens = {self._group[i]: s.tokens_per_frame for i, s in enumerate(sources)}
+        super().__init__([], window_frames, chunk_sizes, tokens_per_frame=0, **kw)
+
+    def largest_frame_tokens(self) -> int:
+        return max(s.tokens_per_frame for s in self.sources)
+
+    def frame_tokens(self, w: WindowRef) -> int:
+        return self.sources[w.source].tokens_per_frame
+
+    def text_id(self, w: WindowRef) -> int:
+        return self.sources[w.source].text_ids[w.segment]
 
     def epoch_windows(self, rng: np.random.Generator) -> list[WindowRef]:
         pools = [epoch_windows(s.num_frames, self.window_frames, rng) for s in self.sources]
@@ -65,13 +74,9 @@ class MixtureBatchSampler(TokenBudgetBatchSampler):
         return out
 
     def bucket(self, w: WindowRef) -> tuple[int, ...]:
+        if self.pack_tokens is not None:
+            return super().bucket(w)
         return (self._group[w.source], w.frames)
-
-    def bucket_batch_size(self, key: tuple[int, ...]) -> int:
-        group, frames = key
-        if self.token_budget is None:
-            return self.batch_size
-        return max(1, self.token_budget // (frames * self._group_tokens[group]))
 
 
 class MixtureWindowDataset:
