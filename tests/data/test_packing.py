@@ -7,11 +7,10 @@ import pytest
 import torch
 from cache_writer import write_cache
 
-import lbva.models.lingbot_va as lingbot_va
 from lbva.config import load_config
 from lbva.config.data import DataConfig, MixtureEntry
 from lbva.data.datamodule import LatentDataModule, LatentWindowDataset, TokenBudgetBatchSampler
-from lbva.models import build_model
+from lbva.models import build_model, lingbot_va
 from lbva.models.attention import AttentionWindow, frames_within_episode
 
 C, H, W, N, A, DT = 16, 4, 4, 3, 30, 64
@@ -20,10 +19,11 @@ EPISODE_FRAMES = (4, 5)  # with chunks of 3 the second episode's chunks line up 
 
 def _episode(F, seed):
     g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    return dict(noisy_video=r(1, C, F, H, W), video_sigma=torch.rand(1, F, generator=g), noisy_actions=r(1, F, N, A),
-                action_sigma=torch.rand(1, F, generator=g), clean_video=r(1, C, F, H, W),
-                clean_video_sigma=torch.rand(1, F, generator=g) * 0.3, clean_actions=r(1, F, N, A))
+    r = lambda *s: torch.randn(*s, generator=g)
+    return {"noisy_video": r(1, C, F, H, W), "video_sigma": torch.rand(1, F, generator=g),
+            "noisy_actions": r(1, F, N, A), "action_sigma": torch.rand(1, F, generator=g),
+            "clean_video": r(1, C, F, H, W), "clean_video_sigma": torch.rand(1, F, generator=g) * 0.3,
+            "clean_actions": r(1, F, N, A)}
 
 
 def _packed(episodes):
@@ -46,7 +46,7 @@ def model(request):
 def test_a_packed_sequence_gives_each_episode_its_own_outputs(model, chunk_size, window, fdm):
     episodes = [_episode(F, seed) for seed, F in enumerate(EPISODE_FRAMES)]
     text = torch.randn(1, 5, DT, generator=torch.Generator().manual_seed(9))
-    kw = dict(text=text, chunk_size=chunk_size, window=window, fdm=fdm)
+    kw = {"text": text, "chunk_size": chunk_size, "window": window, "fdm": fdm}
     with torch.no_grad():
         alone = [model(**e, **kw) for e in episodes]
         inputs, frame_episode = _packed(episodes)
@@ -112,14 +112,14 @@ def test_frames_within_episode_restart_at_each_boundary():
 def test_packs_hold_one_instruction_within_the_budget_and_cover_the_epochs_windows():
     frames = [9, 2, 17, 5, 8, 3, 12, 6]
     texts = [0, 1, 0, 0, 1, 2, 0, 1]
-    common = dict(num_frames=frames, window_frames=4, chunk_sizes=[1, 2], tokens_per_frame=10, seed=2)
+    common = {"num_frames": frames, "window_frames": 4, "chunk_sizes": [1, 2], "tokens_per_frame": 10, "seed": 2}
     packed = TokenBudgetBatchSampler(**common, pack_tokens=100, text_ids=texts)
     plain = TokenBudgetBatchSampler(**common, batch_size=1)
     batches = packed.global_batches(0)
     for b in batches:
         assert sum(w.frames for w in b) * 10 <= 100
         assert len({texts[w.segment] for w in b}) == 1 and len({w.chunk_size for w in b}) == 1
-    key = lambda w: (w.segment, w.f0, w.frames)  # noqa: E731
+    key = lambda w: (w.segment, w.f0, w.frames)
     assert Counter(key(w) for b in batches for w in b) == Counter(key(w) for b in plain.global_batches(0) for w in b)
     # packs are full: per instruction, at most one pack could have taken the next pack's first window
     for t in set(texts):
@@ -129,7 +129,7 @@ def test_packs_hold_one_instruction_within_the_budget_and_cover_the_epochs_windo
 
 
 def test_pack_tokens_must_hold_a_window_and_replaces_the_token_budget():
-    common = dict(num_frames=[5], window_frames=4, chunk_sizes=[1], tokens_per_frame=10, text_ids=[0])
+    common = {"num_frames": [5], "window_frames": 4, "chunk_sizes": [1], "tokens_per_frame": 10, "text_ids": [0]}
     with pytest.raises(ValueError, match=r"data\.pack_tokens=39 cannot hold one window.*at least 40"):
         TokenBudgetBatchSampler(**common, pack_tokens=39)
     with pytest.raises(ValueError, match="unset token_budget"):
