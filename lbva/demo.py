@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,8 @@ class Ablation:
     title: str
     claim: str
     rows: tuple[tuple[str, str, Variant], ...]
+    key: str = ""  # what ``--ablations-only`` names it by
+
 
 
 def ablations(cfg) -> tuple[Ablation, ...]:
@@ -114,7 +117,7 @@ def ablations(cfg) -> tuple[Ablation, ...]:
             ("sync", "inference.mode=sync", SYNC),
             ("naive async", "inference.mode=naive_async", Variant("lbva (naive async)", infer=(("mode", "naive_async"),))),
             ("FDM-grounded async", "inference.mode=fdm_async", fdm_async),
-        )),
+        ), key="control-mode"),
         Ablation("Forward-dynamics training", "paper: FDM-grounded async rests on a model trained with forward-dynamics "
                  "sequences (video chunk c also sees the executed actions of chunk c)", (
             (f"FDM sequences p = {fdm:g}, sync", f"objective.fdm_prob={fdm:g}", SYNC),
@@ -125,31 +128,43 @@ def ablations(cfg) -> tuple[Ablation, ...]:
             (f"p = {fdm_other:g}, FDM-grounded async", f"{fdm_switch} inference.mode=fdm_async",
              Variant(f"lbva (FDM-grounded async), fdm_prob {fdm_other:g}", train=(fdm_switch,),
                      infer=(("mode", "fdm_async"),))),
-        )),
+        ), key="forward-dynamics"),
         Ablation("Noisy-history augmentation", "paper: training on noisy history makes partial denoising safe", (
             (f"with (p = {p:g})", f"objective.noisy_history_prob={p:g}", SYNC),
             ("without", "objective.noisy_history_prob=0",
              Variant("lbva, no noisy-history augmentation", train=("objective.noisy_history_prob=0",))),
-        )),
+        ), key="noisy-history"),
         Ablation("Video denoising", "paper: stopping video at an intermediate σ keeps success at lower latency", (
             (f"partial: {inf.video_steps} steps to σ = {inf.video_stop_sigma:g}",
              f"inference.video_stop_sigma={inf.video_stop_sigma:g}", SYNC),
             (f"full: {full} steps to σ = 0", f"inference.video_stop_sigma=0 inference.video_steps={full}",
              Variant("lbva (full video denoising)",
                      infer=(("mode", "sync"), ("video_stop_sigma", 0.0), ("video_steps", full)))),
-        )),
+        ), key="video-denoising"),
         Ablation("Action stream", "paper: an asymmetric Mixture-of-Transformers action stream (mot)", (
             (f"{cfg.model.layout}", f"model.layout={cfg.model.layout}", SYNC),
             (other, f"model.layout={other}", Variant(f"lbva, {other} action stream", train=(f"model.layout={other}",))),
-        )),
+        ), key="action-stream"),
     )
 
 
-def _variants(cfg, with_ablations: bool) -> list[Variant]:
+ABLATION_KEYS = ("control-mode", "forward-dynamics", "noisy-history", "video-denoising", "action-stream")
+
+
+def selected_ablations(cfg, which: bool | Sequence[str]) -> tuple[Ablation, ...]:
+    """The ablations a run asked for: none (False), all (True) or those named by key (``ABLATION_KEYS``)."""
+    if which is True or which is False:
+        return ablations(cfg) if which else ()
+    unknown = sorted(set(which) - set(ABLATION_KEYS))
+    if unknown:
+        raise ValueError(f"unknown ablation(s) {unknown}; choose from {list(ABLATION_KEYS)}")
+    return tuple(ab for ab in ablations(cfg) if ab.key in set(which))
+
+
+def _variants(cfg, with_ablations: bool | Sequence[str]) -> list[Variant]:
     out = list(CORE)
-    if with_ablations:
-        for ab in ablations(cfg):
-            out += [v for _, _, v in ab.rows if v not in out]
+    for ab in selected_ablations(cfg, with_ablations):
+        out += [v for _, _, v in ab.rows if v not in out]
     return out
 
 
@@ -162,6 +177,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per task and variant")
     p.add_argument("--max-steps", type=int, default=150, help="evaluation step limit per episode")
     p.add_argument("--ablations", action="store_true", help="also run the mode / denoising ablations")
+    p.add_argument("--ablations-only", type=_ablation_keys, default=None, metavar="KEYS",
+                   help="run only these ablations (comma-separated, implies --ablations): "
+                        + ", ".join(ABLATION_KEYS))
     p.add_argument("--workers", type=int, default=2, help="evaluation processes (each gets its share of the cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a minutes-long smoke run (tiny model, few episodes)")
@@ -188,9 +206,10 @@ def _mark(marker: Path, info: dict) -> None:
 
 
 def run_demo(out: str | Path, recipe: str = "demo/metaworld", tasks=DEFAULT_TASKS, demos: int = 30, episodes: int = 20,
-             max_steps: int = 150, ablations: bool = False, seed: int = 0, overrides=(), progress: bool = True,
+             max_steps: int = 150, ablations: bool | Sequence[str] = False, seed: int = 0, overrides=(), progress: bool = True,
              workers: int = 1, peers: bool = False, seeds: int = 1, demo_counts=(), quick: bool = False) -> dict:
-    """The demo in ``out`` (see the module docstring). ``peers``, ``seeds`` > 1 and ``demo_counts`` other than
+    """The demo in ``out`` (see the module docstring). ``ablations``: all (True), none, or the keys of those to run
+    (``ABLATION_KEYS``). ``peers``, ``seeds`` > 1 and ``demo_counts`` other than
     ``demos`` add the evidence of :mod:`lbva.demo_evidence`; ``quick`` only marks the report as a smoke run."""
     from lbva.config import load_config
 
@@ -523,7 +542,7 @@ def _difference_mark(row: dict, ref: dict | None) -> str:
     return " ▲" if low > 0 else " ▼" if high < 0 else ""
 
 
-def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_ablations: bool, episodes: int,
+def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_ablations: bool | Sequence[str], episodes: int,
                   max_steps: int, evidence: dict | None = None, quick: bool = False, main_demos: int = 30,
                   seeds: int = 1) -> Path:
     """``report.md``: one table per question (baselines, peers and seeds, demonstrations, each ablation) with 95 %
@@ -578,7 +597,7 @@ def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_abla
                   "on a robot at the embodiment's control rate (steps / control rate + the idle time the measured "
                   "chunk latencies would cost, less what async execution hides; – without a successful episode). "
                   "Chunk latency: median per episode, measured here on the CPU.", ""]
-        for ab in ablations(cfg):
+        for ab in selected_ablations(cfg, with_ablations):
             if len(ab.rows) < 2:
                 continue
             lines += [f"### {ab.title}", "", f"{ab.claim}.", "",
@@ -711,13 +730,24 @@ def _run(args: argparse.Namespace) -> int:
     counts = list(args.demo_counts)
     if args.quick and len(counts) > 1:
         counts = [1, demos]
-    info = run_demo(args.out, args.recipe, tasks, demos, episodes, max_steps, args.ablations, args.seed, overrides,
+    which = args.ablations_only if args.ablations_only is not None else args.ablations
+    info = run_demo(args.out, args.recipe, tasks, demos, episodes, max_steps, which, args.seed, overrides,
                     workers=1 if args.quick else args.workers, peers=args.peers, seeds=args.seeds,
                     demo_counts=counts, quick=args.quick)
     print(Path(info["report"]).read_text())
     for failure in info["failures"]:
         logger.error("not measured: %s: %s", failure["unit"], failure["error"])
     return 1 if info["failures"] else 0
+
+
+def _ablation_keys(text: str) -> list[str]:
+    """``--ablations-only control-mode,forward-dynamics`` -> the keys; an unknown one is refused naming the choices."""
+    keys = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [k for k in keys if k not in ABLATION_KEYS]
+    if not keys or unknown:
+        raise argparse.ArgumentTypeError(f"takes comma-separated ablation names from {', '.join(ABLATION_KEYS)}; "
+                                         f"got {text!r}")
+    return keys
 
 
 def _demo_counts(text: str) -> list[int]:
