@@ -81,10 +81,11 @@ def test_ablations_only_selects_by_key_and_refuses_unknown_names():
     """--ablations-only trains and evaluates only the named ablations' variants; a wrong name is refused."""
     import argparse
 
+    from lbva import demo_variants
     from lbva.config import load_config
 
     cfg = load_config("demo/metaworld")
-    assert [ab.key for ab in demo.ablations(cfg)] == list(demo.ABLATION_KEYS)
+    assert [ab.key for ab in demo_variants.ablations(cfg)] == list(demo_variants.ABLATION_KEYS)
     picked = demo._variants(cfg, ["forward-dynamics"])
     trained = {v.model_slug for v in picked if v.train}
     assert trained == {"objective_fdm_prob_0"}, trained  # not the noisy-history or layout models
@@ -93,7 +94,7 @@ def test_ablations_only_selects_by_key_and_refuses_unknown_names():
     assert demo._variants(cfg, False) == list(demo.CORE)
     assert len(demo._variants(cfg, True)) > len(demo._variants(cfg, ["control-mode", "forward-dynamics"]))
     with pytest.raises(ValueError, match="video-denoising"):
-        demo.selected_ablations(cfg, ["fdm"])
+        demo_variants.selected_ablations(cfg, ["fdm"])
     with pytest.raises(argparse.ArgumentTypeError, match="forward-dynamics"):
         demo._ablation_keys("control-mode,fdm")
 

@@ -17,7 +17,9 @@ import pytest
 import torch
 from lerobot_interop import EMBODIMENT, lerobot_config, save_lerobot_policy, slot_stats, tiny_model
 
-from lbva.interop.lerobot import export_lerobot, lerobot_model, read_lerobot_folder
+from lbva.interop.lerobot import lerobot_model
+from lbva.interop.lerobot_export import export_lerobot
+from lbva.interop.lerobot_folder import read_lerobot_folder
 from lbva.models.attention import AttentionWindow
 
 K, N, A, H, W = 2, 4, 30, 4, 6
