@@ -40,6 +40,7 @@ import torch
 from lbva.errors import UserError
 from lbva.inference.session import Entry, RecomputeSession
 from lbva.models.attention import AttentionWindow
+from lbva.objectives.sampler import SamplerConfig, denoise_actions, denoise_video
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,6 @@ class Policy:
 
     def __init__(self, model, spec, video_encoder, text_encoder, config, *, stats=None, prompts=None,
                  device: str = "cpu", session: str = "cached"):
-        from lbva.objectives.sampler import SamplerConfig
-
         self.model = model.eval()
         self.config = config
         self.spec = spec if stats is None else spec.with_stats(stats)
@@ -274,39 +273,16 @@ class Policy:
     @torch.no_grad()
     def _imagine_video(self, c: int, fixed: torch.Tensor | None, fdm: bool = False) -> torch.Tensor:
         """Denoise video chunk c to the stop σ; ``fixed`` (1, C, k, h, w) real frames stay at σ = 0."""
-        from lbva.objectives.sampler import euler_sigmas, guided
-
         C, h, w = self._latent_shape
-        x = torch.randn(1, C, self.K, h, w, generator=self._generator).to(self.device)
-        k = 0 if fixed is None else fixed.shape[2]
-        if k:
-            x[:, :, :k] = fixed
-        sig = euler_sigmas(self.sampler.video_steps, self.sampler.video_shift, self.sampler.video_stop_sigma)
-        for s, s_next in zip(sig[:-1].tolist(), sig[1:].tolist()):
-            sv = self._frame_sigmas(s, k)
-            u = guided(lambda t: self._session.velocity(c, "video", x, sv, t, fdm=fdm), self._text, self._null,
-                       self.sampler.video_cfg)
-            step = torch.full((1, 1, self.K, 1, 1), s_next - s, device=self.device)
-            step[:, :, :k] = 0.0
-            x = x + step * u
-        return x
+        noise = torch.randn(1, C, self.K, h, w, generator=self._generator).to(self.device)
+        return denoise_video(noise, lambda x, sigma, t: self._session.velocity(c, "video", x, sigma, t, fdm=fdm),
+                             self.sampler, self._text, self._null, fixed)
 
     @torch.no_grad()
     def _decode_actions(self, c: int, zero_first: bool) -> torch.Tensor:
-        from lbva.objectives.sampler import euler_sigmas, guided
-
-        used = self.used.view(1, 1, 1, -1)
-        a = torch.randn(1, self.K, self.N, self.A, generator=self._generator).to(self.device) * used
-        k = 1 if zero_first else 0
-        a[:, :k] = 0.0
-        sig = euler_sigmas(self.sampler.action_steps, self.sampler.action_shift, 0.0)
-        for s, s_next in zip(sig[:-1].tolist(), sig[1:].tolist()):
-            sa = self._frame_sigmas(s, k)
-            u = guided(lambda t: self._session.velocity(c, "actions", a, sa, t), self._text, self._null,
-                       self.sampler.action_cfg)
-            a = (a + (s_next - s) * u) * used
-            a[:, :k] = 0.0
-        return a
+        noise = torch.randn(1, self.K, self.N, self.A, generator=self._generator).to(self.device)
+        return denoise_actions(noise, lambda x, sigma, t: self._session.velocity(c, "actions", x, sigma, t),
+                               self.sampler, self._text, self._null, self.used, zero_frames=1 if zero_first else 0)
 
     def _predict_chunk(self, c: int, fixed: torch.Tensor | None = None, fdm: bool = False) -> torch.Tensor:
         """Imagine video chunk c, write it, decode its actions, write them; returns (1, K, N, A) normalised."""
