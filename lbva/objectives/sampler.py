@@ -27,20 +27,24 @@ from lbva.objectives.flow_matching import inverse_shift, shift_sigma
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    video_steps: int = 3
-    action_steps: int = 10
-    video_stop_sigma: float = 0.4  # paper: integrate video to s = 0.6
-    video_cfg: float = 5.0
-    action_cfg: float = 1.0
-    video_shift: float = 5.0
-    action_shift: float = 1.0
+    """What the sampler reads of a config, gathered in one place. No defaults of its own: the recipe's
+    ``inference`` and ``objective`` sections are the one source (build it with :meth:`from_config`)."""
+
+    video_steps: int
+    action_steps: int
+    video_stop_sigma: float
+    video_cfg: float
+    action_cfg: float
+    video_shift: float
+    action_shift: float
 
     @classmethod
     def from_config(cls, cfg) -> "SamplerConfig":
         """From an LbvaConfig: steps, stop σ and CFG from ``inference``, shifts from ``objective``."""
         i, o = cfg.inference, cfg.objective
-        return cls(i.video_steps, i.action_steps, i.video_stop_sigma, i.video_cfg, i.action_cfg,
-                   o.video_shift, o.action_shift)
+        return cls(video_steps=i.video_steps, action_steps=i.action_steps, video_stop_sigma=i.video_stop_sigma,
+                   video_cfg=i.video_cfg, action_cfg=i.action_cfg, video_shift=o.video_shift,
+                   action_shift=o.action_shift)
 
 
 def euler_sigmas(steps: int, shift: float, stop_sigma: float = 0.0, device=None) -> torch.Tensor:
@@ -165,7 +169,8 @@ def sample_chunk(
     history_actions: torch.Tensor | None = None,  # (B, Fh, N, A)
     null_text: torch.Tensor | None = None,  # (Lt, Dt) or (B, Lt, Dt); zeros when None
     used_mask: torch.Tensor | None = None,  # (A,) bool; unused channels are kept at exactly 0
-    config: SamplerConfig = SamplerConfig(),
+    *,
+    config: SamplerConfig,
     generator: torch.Generator | None = None,
     always_batch_cfg: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
