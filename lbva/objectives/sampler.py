@@ -212,7 +212,8 @@ def sample_chunk(
 
     def action_velocity(x, sigma, t):
         r = t.shape[0] // B
-        out = model(noisy_video=None, video_sigma=None, noisy_actions=repeat_rows(torch.cat([zero_actions, x], dim=1), r),
+        out = model(noisy_video=None, video_sigma=None,
+                    noisy_actions=repeat_rows(torch.cat([zero_actions, x], dim=1), r),
                     action_sigma=repeat_rows(torch.cat([zeros_hist, sigma], dim=1), r), text=t,
                     clean_video=repeat_rows(seen_video, r), clean_video_sigma=repeat_rows(seen_sigma, r),
                     clean_actions=repeat_rows(clean_actions, r), chunk_size=K)
