@@ -11,7 +11,6 @@ with an identity key map.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from diffusers.models.normalization import FP32LayerNorm
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from lbva.config.model import DEFAULT_MAX_PARAMETERS
+from lbva.config import ConfigError
+from lbva.config.model import DEFAULT_MAX_PARAMETERS, ArchConfig
 from lbva.errors import UserError
 from lbva.models.attention import Attend, AttentionWindow, MaskSpec, as_window
 
@@ -164,74 +164,9 @@ class ConditionEmbedder(nn.Module):
         return temb.reshape(B, L, -1), mod.reshape(B, L, 6, -1)
 
 
-# ------------------------------------------------------------------------------------------------ config
-SIZES: dict[str, dict] = {
-    # tests: milliseconds per forward
-    "tiny": dict(num_layers=2, num_attention_heads=2, attention_head_dim=24, ffn_dim=96, in_channels=16,
-                 text_dim=64, freq_dim=32, action_width=24),
-    # the CPU demo (shared 9.5M parameters, mot 10.3M)
-    "small": dict(num_layers=6, num_attention_heads=6, attention_head_dim=48, ffn_dim=1152, in_channels=16,
-                  text_dim=64, freq_dim=128, action_width=96),
-    # Wan2.2-TI2V-5B, the released LingBot-VA transformer; the paper's action width 768 for mot
-    "wan2.2-5b": dict(num_layers=30, num_attention_heads=24, attention_head_dim=128, ffn_dim=14336,
-                      in_channels=48, text_dim=4096, freq_dim=256, action_width=768),
-}
-
-
-@dataclass
-class ArchConfig:
-    num_layers: int = 2
-    num_attention_heads: int = 2
-    attention_head_dim: int = 24
-    ffn_dim: int = 96
-    in_channels: int = 16
-    out_channels: int | None = None
-    text_dim: int = 64
-    freq_dim: int = 32
-    action_dim: int = 30
-    patch_size: tuple[int, int, int] = (1, 2, 2)
-    cross_attn_norm: bool = True
-    eps: float = 1e-6
-    rope_theta: float = 10000.0
-    layout: str = "shared"
-    action_width: int = 24  # d_a of the mot action stream (unused by shared)
-
-    @property
-    def dim(self) -> int:
-        return self.num_attention_heads * self.attention_head_dim
-
-    @property
-    def action_ffn_dim(self) -> int:
-        return max(1, self.ffn_dim * self.action_width // self.dim)
-
-
+# ------------------------------------------------------------------------------------------------ errors, size guard
 class CheckpointError(UserError, ValueError):
     """A checkpoint folder that cannot be read or does not fit the model, with what is wrong and what to do."""
-
-
-_POSITIVE_INTS = ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels", "text_dim",
-                  "freq_dim", "action_dim", "action_width")
-
-
-def check_arch(arch: ArchConfig) -> None:
-    """Refuse an architecture that cannot be built: non-positive sizes, a non-finite or non-positive ``eps``."""
-    from lbva.config import ConfigError
-
-    for name in _POSITIVE_INTS:
-        value = getattr(arch, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"model {name}={value!r} is not allowed; it must be a whole number >= 1")
-    if arch.out_channels is not None and (not isinstance(arch.out_channels, int) or arch.out_channels < 1):
-        raise ConfigError(f"model out_channels={arch.out_channels!r} is not allowed; it must be None or a whole number >= 1")
-    if len(arch.patch_size) != 3 or not all(isinstance(p, int) and p >= 1 for p in arch.patch_size):
-        raise ConfigError(f"model patch_size={arch.patch_size!r} is not allowed; it must be three whole numbers >= 1")
-    for name, high in (("eps", 1.0), ("rope_theta", None)):
-        value = getattr(arch, name)
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 or (high and value >= high):
-            bound = f"in (0, {high})" if high else "finite and > 0"
-            raise ConfigError(f"model {name}={value!r} is not allowed; it must be {bound}")
-    if arch.layout not in ("shared", "mot"):
-        raise ConfigError(f"model layout={arch.layout!r} is unknown; choose 'shared' (released) or 'mot' (paper)")
 
 
 def count_parameters(arch: ArchConfig) -> int:
@@ -247,8 +182,6 @@ def count_parameters(arch: ArchConfig) -> int:
 
 def check_model_size(arch: ArchConfig, max_parameters: int = DEFAULT_MAX_PARAMETERS) -> int:
     """The parameter count, or a ConfigError with the estimated size when it is above ``max_parameters``."""
-    from lbva.config import ConfigError
-
     count = count_parameters(arch)
     if count > max_parameters:
         raise ConfigError(
@@ -257,20 +190,6 @@ def check_model_size(arch: ArchConfig, max_parameters: int = DEFAULT_MAX_PARAMET
             f"{max_parameters:,}. Check the sizes; if you mean it, raise the limit (model.max_parameters=N)"
         )
     return count
-
-
-def arch_from_model_config(cfg) -> ArchConfig:
-    if cfg.size not in SIZES:
-        raise ValueError(f"model.size={cfg.size!r} is unknown; choose one of {sorted(SIZES)}")
-    if cfg.layout not in ("shared", "mot"):
-        raise ValueError(f"model.layout={cfg.layout!r} is unknown; choose 'shared' (released) or 'mot' (paper)")
-    base = dict(SIZES[cfg.size])
-    for k in ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels", "text_dim",
-              "action_width"):
-        v = getattr(cfg, k, None)
-        if v is not None:
-            base[k] = v
-    return ArchConfig(**base, action_dim=cfg.action_dim, layout=cfg.layout)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -338,7 +257,6 @@ class LingBotVA(nn.Module):
 
     def __init__(self, arch: ArchConfig, config=None, max_parameters: int | None = None):
         super().__init__()
-        check_arch(arch)
         if torch.get_default_device().type != "meta":  # the meta device allocates nothing: any size may be counted
             limit = max_parameters or getattr(config, "max_parameters", None) or DEFAULT_MAX_PARAMETERS
             check_model_size(arch, int(limit))
