@@ -164,15 +164,13 @@ def _layer_inputs(model, lengths, seed=0):
     """One hidden state, modulation and RoPE per expert (video, action); None where ``lengths`` has None."""
     g = torch.Generator().manual_seed(seed)
     widths = (model.arch.dim, model.arch.action_width)
-    xs, mods, ropes = [], [], []
-    for L, d in zip(lengths, widths):
-        if L is None:
-            xs.append(None), mods.append(None), ropes.append(None)
-            continue
-        xs.append(torch.randn(1, L, d, generator=g))
-        mods.append(torch.randn(1, L, 6, d, generator=g) * 0.1)
-        ang = torch.rand(L, model.arch.attention_head_dim // 2, generator=g)
-        ropes.append((ang.cos(), ang.sin()))
+    xs, mods, ropes = [None, None], [None, None], [None, None]
+    for e, (L, d) in enumerate(zip(lengths, widths)):
+        if L is not None:
+            xs[e] = torch.randn(1, L, d, generator=g)
+            mods[e] = torch.randn(1, L, 6, d, generator=g) * 0.1
+            ang = torch.rand(L, model.arch.attention_head_dim // 2, generator=g)
+            ropes[e] = (ang.cos(), ang.sin())
     text_kv = model.text_context(torch.randn(1, 5, DT, generator=g))[0]
     return xs, mods, ropes, text_kv
 
