@@ -134,7 +134,7 @@ def _video_schedule_out(steps: int, stop: float, shift: float) -> tuple[int, int
 
 
 def _model_section(cfg: dict, problems: list[str]) -> dict:
-    from lbva.models.lingbot_va import SIZES
+    from lbva.config.model import SIZES
 
     p = [int(x) for x in cfg["patch_size"]]
     if p != [1, 2, 2]:
@@ -147,14 +147,14 @@ def _model_section(cfg: dict, problems: list[str]) -> dict:
     if not cfg.get("cross_attn_norm", True) or float(cfg["eps"]) != 1e-6:
         problems.append(f"cross_attn_norm={cfg.get('cross_attn_norm')} eps={cfg['eps']}: lbva's model config expresses "
                         "only cross_attn_norm=True, eps=1e-6")
-    sizes = [s for s, v in SIZES.items() if v["freq_dim"] == int(cfg["freq_dim"])]
+    sizes = [s for s, v in SIZES.items() if v.freq_dim == int(cfg["freq_dim"])]
     if not sizes:
         problems.append(f"freq_dim {cfg['freq_dim']}: lbva's size presets have "
-                        f"{sorted({v['freq_dim'] for v in SIZES.values()})}")
+                        f"{sorted({v.freq_dim for v in SIZES.values()})}")
     if cfg["attn_mode"] not in _ATTN_IN:
         problems.append(f"attn_mode {cfg['attn_mode']!r}: allowed {sorted(_ATTN_IN)}")
     dims = ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels", "text_dim")
-    size = next((s for s in sizes if all(SIZES[s][d] == int(cfg[d]) for d in dims)), sizes[0] if sizes else "tiny")
+    size = next((s for s in sizes if all(getattr(SIZES[s], d) == int(cfg[d]) for d in dims)), sizes[0] if sizes else "tiny")
     return {"size": size, "layout": "shared", "attn_kernel": _ATTN_IN.get(cfg["attn_mode"], "sdpa"), "action_dim": 30,
             **{d: int(cfg[d]) for d in dims}}
 
