@@ -109,18 +109,48 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def configure_logging(verbose: bool = False) -> None:
-    """Give lbva's own loggers (and its plugins') one handler each, once; leave the root logger alone.
+class _NotPrintedBelow(logging.Filter):
+    """Passes a record only if no logger between its own and the root has a handler (none printed it yet)."""
 
-    Configuring the root logger (``logging.basicConfig``) printed every Lightning message twice: Lightning adds its
-    own handler to its loggers when it is imported, and its records also reached the root handler."""
+    def filter(self, record: logging.LogRecord) -> bool:
+        log: logging.Logger | None = logging.getLogger(record.name)
+        while log is not None and log is not logging.root:
+            if log.handlers:
+                return False
+            if not log.propagate:
+                return True
+            log = log.parent
+        return True
+
+
+def _lbva_handler(level: int = logging.NOTSET) -> logging.Handler:
     handler = _StderrHandler()
+    handler.setLevel(level)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler._lbva = True  # type: ignore[attr-defined]  # replaced, not stacked, when main() runs again in a process
+    return handler
+
+
+def _replace_lbva_handler(log: logging.Logger, handler: logging.Handler) -> None:
+    log.handlers = [h for h in log.handlers if not getattr(h, "_lbva", False)] + [handler]
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Give lbva's own loggers (and its plugins') one handler each, once, and the root logger one for other
+    libraries' warnings that nobody printed yet.
+
+    ``logging.basicConfig`` printed every Lightning message twice: Lightning adds its own handler to its loggers
+    when it is imported, and its records also reached the root handler. Leaving the root without a handler was not
+    enough: a library that logs through the ``logging`` module's functions at import (LeRobot's dataset module
+    does) makes Python call ``basicConfig`` itself, and from then on every lbva line printed twice. The root's
+    handler here prints only what no handler below it printed."""
     for name in OWN_LOGGERS:
         log = logging.getLogger(name)
-        log.handlers = [h for h in log.handlers if not getattr(h, "_lbva", False)] + [handler]
+        _replace_lbva_handler(log, _lbva_handler())
         log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root = _lbva_handler(logging.DEBUG if verbose else logging.WARNING)
+    root.addFilter(_NotPrintedBelow())
+    _replace_lbva_handler(logging.getLogger(), root)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         log = logging.getLogger(name)
         if not any(isinstance(f, _DropLightningTips) for f in log.filters):

@@ -13,6 +13,9 @@
 Every phase is resumable: a finished phase leaves a marker (with the seconds it took) and is skipped when the
 command runs again; a variant already evaluated with the same settings is read back, so ``--ablations`` after a
 plain run only trains and evaluates what is new.
+
+This module holds the command and the phases; what it evaluates is in :mod:`lbva.demo_variants`, its figures in
+:mod:`lbva.demo_figures` and ``report.md`` in :mod:`lbva.demo_report`.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from lbva import strict_json
+from lbva.demo_figures import loss_curves, prediction_strip
+from lbva.demo_report import write_demo_report
+from lbva.demo_variants import ABLATION_KEYS, CORE, SYNC, Variant, selected_ablations
 
 logger = logging.getLogger(__name__)
 
@@ -53,103 +60,10 @@ class DemoPolicy:
         return Policy.from_pretrained(self.path, embodiment=self.embodiment, **dict(self.overrides))
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One evaluated policy: a baseline (``kind`` zero / random) or a trained lbva model.
-
-    ``train`` are recipe overrides of a model trained for this variant alone (empty: the demo's main model);
-    ``infer`` are the ``inference`` fields it runs with."""
-
-    label: str
-    kind: str = "lbva"
-    train: tuple[str, ...] = ()
-    infer: tuple[tuple[str, Any], ...] = (("mode", "sync"),)
-
-    @property
-    def slug(self) -> str:
-        return _slug(self.label).strip("_")
-
-    @property
-    def model_slug(self) -> str:
-        """The name of the model this variant runs ('' = the main model)."""
-        return "_".join(_slug(o) for o in self.train)
-
-    def model_folder(self, out: Path) -> Path:
-        """Where that model is trained: the run folder itself, or ``ablations/<model_slug>``."""
-        return out / "ablations" / self.model_slug if self.train else out
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in text)
-
-
-SYNC = Variant("lbva (sync)")
-CORE = (SYNC, Variant("lbva, no video context", infer=(("mode", "sync"), ("video_context", "none"))),
-        Variant("zero policy", kind="zero"), Variant("random policy", kind="random"))
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """A table of the report: the paper's claim and rows (label, recipe switch, variant)."""
-
-    title: str
-    claim: str
-    rows: tuple[tuple[str, str, Variant], ...]
-
-
-def ablations(cfg) -> tuple[Ablation, ...]:
-    """The paper's ablations at demo scale; every row is a recipe switch on the demo's main model."""
-    from lbva.objectives.sampler import full_denoise_steps
-
-    inf = cfg.inference
-    full = full_denoise_steps(inf.video_steps, inf.video_stop_sigma, cfg.objective.video_shift)
-    p = cfg.objective.noisy_history_prob
-    other = "shared" if cfg.model.layout == "mot" else "mot"
-    fdm = cfg.objective.fdm_prob
-    fdm_other = 0 if fdm > 0 else 0.5
-    fdm_async = Variant("lbva (FDM-grounded async)", infer=(("mode", "fdm_async"),))
-    fdm_switch = f"objective.fdm_prob={fdm_other:g}"
-    return (
-        Ablation("Control mode", "paper: naive async < FDM-grounded async ≈ sync in success, async finishing sooner", (
-            ("sync", "inference.mode=sync", SYNC),
-            ("naive async", "inference.mode=naive_async", Variant("lbva (naive async)", infer=(("mode", "naive_async"),))),
-            ("FDM-grounded async", "inference.mode=fdm_async", fdm_async),
-        )),
-        Ablation("Forward-dynamics training", "paper: FDM-grounded async rests on a model trained with forward-dynamics "
-                 "sequences (video chunk c also sees the executed actions of chunk c)", (
-            (f"FDM sequences p = {fdm:g}, sync", f"objective.fdm_prob={fdm:g}", SYNC),
-            (f"FDM sequences p = {fdm:g}, FDM-grounded async", f"objective.fdm_prob={fdm:g} inference.mode=fdm_async",
-             fdm_async),
-            (f"p = {fdm_other:g}, sync", fdm_switch,
-             Variant(f"lbva, fdm_prob {fdm_other:g}", train=(fdm_switch,))),
-            (f"p = {fdm_other:g}, FDM-grounded async", f"{fdm_switch} inference.mode=fdm_async",
-             Variant(f"lbva (FDM-grounded async), fdm_prob {fdm_other:g}", train=(fdm_switch,),
-                     infer=(("mode", "fdm_async"),))),
-        )),
-        Ablation("Noisy-history augmentation", "paper: training on noisy history makes partial denoising safe", (
-            (f"with (p = {p:g})", f"objective.noisy_history_prob={p:g}", SYNC),
-            ("without", "objective.noisy_history_prob=0",
-             Variant("lbva, no noisy-history augmentation", train=("objective.noisy_history_prob=0",))),
-        )),
-        Ablation("Video denoising", "paper: stopping video at an intermediate σ keeps success at lower latency", (
-            (f"partial: {inf.video_steps} steps to σ = {inf.video_stop_sigma:g}",
-             f"inference.video_stop_sigma={inf.video_stop_sigma:g}", SYNC),
-            (f"full: {full} steps to σ = 0", f"inference.video_stop_sigma=0 inference.video_steps={full}",
-             Variant("lbva (full video denoising)",
-                     infer=(("mode", "sync"), ("video_stop_sigma", 0.0), ("video_steps", full)))),
-        )),
-        Ablation("Action stream", "paper: an asymmetric Mixture-of-Transformers action stream (mot)", (
-            (f"{cfg.model.layout}", f"model.layout={cfg.model.layout}", SYNC),
-            (other, f"model.layout={other}", Variant(f"lbva, {other} action stream", train=(f"model.layout={other}",))),
-        )),
-    )
-
-
-def _variants(cfg, with_ablations: bool) -> list[Variant]:
+def _variants(cfg, with_ablations: bool | Sequence[str]) -> list[Variant]:
     out = list(CORE)
-    if with_ablations:
-        for ab in ablations(cfg):
-            out += [v for _, _, v in ab.rows if v not in out]
+    for ab in selected_ablations(cfg, with_ablations):
+        out += [v for _, _, v in ab.rows if v not in out]
     return out
 
 
@@ -162,6 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per task and variant")
     p.add_argument("--max-steps", type=int, default=150, help="evaluation step limit per episode")
     p.add_argument("--ablations", action="store_true", help="also run the mode / denoising ablations")
+    p.add_argument("--ablations-only", type=_ablation_keys, default=None, metavar="KEYS",
+                   help="run only these ablations (comma-separated, implies --ablations): "
+                        + ", ".join(ABLATION_KEYS))
     p.add_argument("--workers", type=int, default=2, help="evaluation processes (each gets its share of the cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a minutes-long smoke run (tiny model, few episodes)")
@@ -188,9 +105,10 @@ def _mark(marker: Path, info: dict) -> None:
 
 
 def run_demo(out: str | Path, recipe: str = "demo/metaworld", tasks=DEFAULT_TASKS, demos: int = 30, episodes: int = 20,
-             max_steps: int = 150, ablations: bool = False, seed: int = 0, overrides=(), progress: bool = True,
+             max_steps: int = 150, ablations: bool | Sequence[str] = False, seed: int = 0, overrides=(), progress: bool = True,
              workers: int = 1, peers: bool = False, seeds: int = 1, demo_counts=(), quick: bool = False) -> dict:
-    """The demo in ``out`` (see the module docstring). ``peers``, ``seeds`` > 1 and ``demo_counts`` other than
+    """The demo in ``out`` (see the module docstring). ``ablations``: all (True), none, or the keys of those to run
+    (``ABLATION_KEYS``). ``peers``, ``seeds`` > 1 and ``demo_counts`` other than
     ``demos`` add the evidence of :mod:`lbva.demo_evidence`; ``quick`` only marks the report as a smoke run."""
     from lbva.config import load_config
 
@@ -227,7 +145,7 @@ def run_demo(out: str | Path, recipe: str = "demo/metaworld", tasks=DEFAULT_TASK
     timings["train_s"] = _seconds(out / ".trained")
     if len(models) > 1:
         timings["ablation_train_s"] = sum(_seconds(f / ".trained") for s, (_, f) in models.items() if s)
-    _loss_curves({s or "main": f / "train" for s, (_, f) in models.items()}, out / "loss_curves.png")
+    loss_curves({s or "main": f / "train" for s, (_, f) in models.items()}, out / "loss_curves.png")
 
     # 4. closed-loop evaluation
     results = _evaluate(cfg, out, variants, tasks, episodes, max_steps, seed + EVAL_SEED_OFFSET, progress, workers)
@@ -247,10 +165,10 @@ def run_demo(out: str | Path, recipe: str = "demo/metaworld", tasks=DEFAULT_TASK
         evidence = run_evidence(out, cfg, make_cfg, tasks, demos, [demos, *demo_counts], seeds,
                                 list(PEERS) if peers else [], episodes, max_steps, seed, progress, workers)
         timings.update(evidence["timings"])
-        _loss_curves({**{s or "main": f / "train" for s, (_, f) in models.items()}, **evidence["lbva_runs"]},
+        loss_curves({**{s or "main": f / "train" for s, (_, f) in models.items()}, **evidence["lbva_runs"]},
                      out / "loss_curves.png")
-    report = _write_report(out, cfg, tasks, results, timings, ablations, episodes, max_steps, evidence=evidence,
-                           quick=quick, main_demos=demos, seeds=seeds)
+    report = write_demo_report(out, cfg, tasks, results, timings, ablations, episodes, max_steps, evidence=evidence,
+                               quick=quick, main_demos=demos, seeds=seeds)
     logger.info("report: %s", report)
     return {"report": str(report), "timings": timings, "results": {k: v["summary"] for k, v in results.items()},
             "failures": (evidence or {}).get("failures", [])}
@@ -318,130 +236,6 @@ def _train_and_export(cfg, cache: Path, policy_dir: Path, strip: Path | None = N
             logger.warning("could not draw the prediction strip %s: %s", strip, e)
 
 
-def prediction_strip(system, cfg, video, path: Path, samples: int = 3, seed: int = 0) -> Path:
-    """A PNG of predicted vs real frames: for a few training windows, the model continues the real history
-    (video fully denoised to σ = 0) and the decoded prediction is drawn under the real frames."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import torch
-
-    from lbva.data.datamodule import LatentDataModule
-    from lbva.objectives.sampler import full_denoise_steps
-
-    K = max(cfg.data.chunk_sizes)
-    dm = LatentDataModule.from_config(replace(cfg, data=replace(cfg.data, chunk_sizes=[K], batch_size=1)))
-    dm.setup("fit")
-    g = torch.Generator().manual_seed(seed)
-    inf = cfg.inference
-    old = system.sampler_config
-    system.sampler_config = replace(old, video_stop_sigma=0.0, video_steps=full_denoise_steps(
-        inf.video_steps, inf.video_stop_sigma, cfg.objective.video_shift))
-    history = 3
-    real, pred = [], []
-    try:
-        for i, batch in enumerate(dm.train_dataloader()):  # windows long enough to show some history
-            if len(real) == samples or i > 200:
-                break
-            F = batch["video"].shape[2]
-            Fh = (F - 1) // K * K
-            if Fh < history or F - Fh < K:
-                continue
-            with torch.no_grad():
-                pv = system.sample_last_chunk(batch, g)[0]
-            real.append(video.decode(batch["video"][:, :, Fh - history:Fh + K]).numpy()[0])  # (history + K, H, W, 3)
-            pred.append(video.decode(pv).numpy()[0])  # (K, H, W, 3)
-    finally:
-        system.sampler_config = old
-    if not real:
-        raise ValueError(f"no training window has {history} frames of history and a whole chunk of {K}")
-    real, pred = np.stack(real), np.stack(pred)
-    n = pred.shape[1]
-    h = real.shape[1] - n
-    B = real.shape[0]
-    fig, axes = plt.subplots(2 * B, real.shape[1], figsize=(1.3 * real.shape[1], 2.7 * B), squeeze=False)
-    for b in range(B):
-        for j in range(real.shape[1]):
-            top, bottom = axes[2 * b, j], axes[2 * b + 1, j]
-            top.imshow(real[b, j])
-            if j >= h:
-                bottom.imshow(pred[b, j - h])
-            for ax in (top, bottom):
-                ax.set_xticks([]), ax.set_yticks([])
-                if j < h and ax is bottom:
-                    ax.axis("off")
-            if j == 0:
-                top.set_ylabel("real", fontsize=8)
-            if j == h:
-                bottom.set_ylabel("predicted", fontsize=8)
-            if b == 0:
-                top.set_title("history" if j < h else f"next +{j - h + 1}", fontsize=8)
-    fig.suptitle("predicted vs real frames (training windows, video denoised to σ = 0)", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-LOSS_TITLES = {"train/loss": "total loss", "train/loss_dyn": "video dynamics (L_dyn)",
-               "train/loss_inv": "inverse dynamics (L_inv)", "train/loss_fdm": "forward dynamics (L_fdm)"}
-
-
-def style_loss_axes(ax, title: str) -> None:
-    """The look every loss panel of the demo's figures shares: steps across, loss on a log scale, a legend."""
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("loss (log scale)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
-
-
-def _loss_curves(runs: dict[str, Path], path: Path) -> Path | None:
-    """Every training loss term (``train/loss*``) of each trained model, from its TensorBoard run: one panel per
-    term, the logged values faint and their running mean (a tenth of the run) solid, on a log scale."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    curves: dict[str, dict[str, dict[int, float]]] = {}  # tag -> run -> step -> value (resumed runs join up)
-    for name, folder in runs.items():
-        for events in sorted((folder / "tb").glob("version_*")):
-            acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
-            acc.Reload()
-            for tag in acc.Tags().get("scalars", []):
-                if tag.startswith("train/loss"):
-                    curves.setdefault(tag, {}).setdefault(name, {}).update({p.step: p.value for p in acc.Scalars(tag)})
-    if not curves:
-        return None
-    tags = sorted(curves, key=lambda t: (list(LOSS_TITLES).index(t) if t in LOSS_TITLES else len(LOSS_TITLES), t))
-    fig, axes = plt.subplots(1, len(tags), figsize=(4.6 * len(tags), 3.8), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, tag in zip(axes[0], tags):
-        for i, name in enumerate(runs):
-            pts = curves[tag].get(name)
-            if not pts:
-                continue
-            steps = np.array(sorted(pts))
-            values = np.array([pts[k] for k in steps])
-            color = colors[i % len(colors)]
-            ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.7)
-            window = max(1, len(values) // 10)
-            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-            ax.plot(steps[window - 1:], smooth, color=color, linewidth=1.6, label=name)
-        style_loss_axes(ax, LOSS_TITLES.get(tag, tag))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def _evaluate(cfg, out: Path, variants: list[Variant], tasks, episodes: int, max_steps: int, seed: int,
               progress: bool, workers: int = 1) -> dict:
     """Each variant's rollout and report under ``eval/<variant>`` (see :func:`evaluate_policy`)."""
@@ -488,135 +282,6 @@ def evaluate_policy(folder: Path, label: str, factory: Any, settings: dict, task
     return entry
 
 
-PHASE_NAMES = {"collect_s": "collection", "prepare_s": "latents", "train_s": "training", "eval_s": "evaluation",
-               "ablation_train_s": "ablation training", "ablation_eval_s": "ablation evaluation",
-               "evidence_collect_s": "collection and latents for other demonstration counts",
-               "evidence_lbva_train_s": "lbva training, further seeds and counts",
-               "evidence_lbva_eval_s": "lbva evaluation, further seeds, counts and FDM-grounded async",
-               "evidence_peer_train_s": "peer training (LeRobot)", "evidence_peer_eval_s": "peer evaluation"}
-MAIN_PHASES = ("collect_s", "prepare_s", "train_s", "eval_s")
-
-
-def _counts(row: dict) -> tuple[int, int]:
-    """(successful episodes, episodes) of a summary row."""
-    n = int(row.get("episodes", 0) or 0)
-    return round(float(row.get("success_rate", 0.0) or 0.0) * n), n
-
-
-def _percent(row: dict) -> str:
-    k, n = _counts(row)
-    return f"{100 * k / n:.0f} %" if n else "–"
-
-
-def _difference_mark(row: dict, ref: dict | None) -> str:
-    """" ▲" / " ▼" when the success rate of ``row`` differs from the reference row's beyond the 95 % interval of the
-    difference (Newcombe's hybrid score interval), else ""."""
-    from lbva.eval.intervals import difference_interval
-
-    k, n = _counts(row)
-    if ref is None or ref is row or not n:
-        return ""
-    k0, n0 = _counts(ref)
-    if not n0:
-        return ""
-    _, low, high = difference_interval(k, n, k0, n0)
-    return " ▲" if low > 0 else " ▼" if high < 0 else ""
-
-
-def _write_report(out: Path, cfg, tasks, results: dict, timings: dict, with_ablations: bool, episodes: int,
-                  max_steps: int, evidence: dict | None = None, quick: bool = False, main_demos: int = 30,
-                  seeds: int = 1) -> Path:
-    """``report.md``: one table per question (baselines, peers and seeds, demonstrations, each ablation) with 95 %
-    intervals, a reading of the results, the time of every phase, the figures and the episode videos."""
-    from lbva.eval.report import number, plot_rates, success_cell
-
-    records = (evidence or {}).get("records", [])
-    lines = ["# lbva demo report", ""]
-    if quick:
-        lines += ["> **This is a `--quick` smoke run: its numbers mean nothing.** A tiny model trained for "
-                  f"{cfg.trainer.max_steps} steps on {main_demos} demonstrations per task, {episodes} episode(s) per "
-                  "task: it only shows that every phase runs. Run `lbva demo` for numbers.", ""]
-    lines += [f"Model `{cfg.model.size}` ({cfg.model.layout} action stream), {cfg.trainer.max_steps} training steps on "
-              f"{main_demos} scripted demonstrations per task; every policy is scored on the same {episodes} held-out "
-              f"seeded episodes per task, at most {max_steps} steps each. Success cells show the rate and its 95 % "
-              "Wilson interval over episodes; ▲/▼ mark a difference to a table's reference row whose 95 % interval "
-              "(Newcombe) excludes 0.", ""]
-    main_total = sum(timings.get(k, 0.0) for k in MAIN_PHASES)
-    lines += ["Time per phase (minutes, as measured when each phase ran): "
-              + ", ".join(f"{PHASE_NAMES.get(k, k)} {v / 60:.1f}" for k, v in timings.items())
-              + f"; the plain demo (first four) {main_total / 60:.1f} in all"
-              + (f", everything {sum(timings.values()) / 60:.1f}." if len(timings) > len(MAIN_PHASES) else "."), ""]
-    lines += ["## Reading", "", _reading(tasks, results, records, main_demos, quick), ""]
-
-    # does the trained model beat trivial baselines, and does its video context matter?
-    lines += ["## Closed-loop success against baselines", "",
-              "| variant | " + " | ".join(tasks) + " | mean success | mean progress |",
-              "|---|" + "---:|" * (len(tasks) + 2)]
-    series = {}
-    for v in CORE:
-        sm = results[v.label]["summary"]
-        lines.append(f"| {v.label} | " + " | ".join(success_cell(sm.get(t, {})) for t in tasks)
-                     + f" | **{success_cell(sm.get('mean', {}))}** | {number(sm.get('mean', {}).get('progress'))} |")
-        series[v.label] = [_rate_with_interval(sm.get(t, {})) for t in [*tasks, "mean"]]
-    plot_rates([*tasks, "mean"], series, out / "success.png", "success on held-out episodes (95 % Wilson intervals)",
-               ylabel="success rate")
-    lines += ["", "![success per task and variant](success.png)", ""]
-
-    figures: list[str] = []
-    if records or (evidence or {}).get("failures"):
-        from lbva.demo_evidence import evidence_figures, evidence_tables
-
-        lines += evidence_tables(records, evidence.get("failures", []), tasks, main_demos, seeds, cfg.trainer.max_steps)
-        figures = evidence_figures(records, tasks, main_demos, out)
-        if "evidence_success.png" in figures:
-            lines += ["![success per task of lbva and the peers](evidence_success.png)", ""]
-
-    if with_ablations:
-        lines += ["## Ablations", "",
-                  "One training seed. Success per task and mean over tasks; ▲/▼: outside the 95 % interval of the "
-                  "difference to the table's first row. Time to finish: mean over successful episodes of the episode "
-                  "on a robot at the embodiment's control rate (steps / control rate + the idle time the measured "
-                  "chunk latencies would cost, less what async execution hides; – without a successful episode). "
-                  "Chunk latency: median per episode, measured here on the CPU.", ""]
-        for ab in ablations(cfg):
-            if len(ab.rows) < 2:
-                continue
-            lines += [f"### {ab.title}", "", f"{ab.claim}.", "",
-                      "| setting | recipe switch | " + " | ".join(tasks) + " | mean success | time to finish (s) | "
-                      "chunk latency (ms) |", "|---|---|" + "---:|" * (len(tasks) + 3)]
-            ref = results[ab.rows[0][2].label]["summary"]
-            for label, switch, v in ab.rows:
-                sm = results[v.label]["summary"]
-                m = sm.get("mean", {})
-                cells = [_percent(sm.get(t, {})) + _difference_mark(sm.get(t, {}), ref.get(t)) for t in tasks]
-                lines.append(f"| {label} | `{switch}` | " + " | ".join(cells)
-                             + f" | {success_cell(m)}{_difference_mark(m, ref.get('mean'))} | {number(m.get('time_to_finish_s'))} | "
-                      f"{number(m.get('chunk_latency_s'), '.0f', scale=1000)} |")
-            lines.append("")
-
-    lines += ["## Figures and videos", ""]
-    if (out / "loss_curves.png").is_file():
-        lines += ["Training loss of every lbva model (faint: logged values; solid: running mean):", "",
-                  "![training loss](loss_curves.png)", ""]
-    if "peer_loss_curves.png" in figures:
-        lines += ["The peers' training loss as LeRobot logs it (its own objectives, not comparable with lbva's):", "",
-                  "![peer training loss](peer_loss_curves.png)", ""]
-    if (out / "prediction.png").is_file():
-        lines += ["![predicted vs real frames](prediction.png)", ""]
-    videos = sorted(out.glob("eval/*/videos/*.mp4")) + sorted(out.glob("evidence/*/*/eval/videos/*.mp4"))
-    if videos:
-        lines += ["Episode videos (the camera enlarged 4×; the first held-out episode of each task):", ""]
-        lines += [f"- [{v.relative_to(out)}]({v.relative_to(out)})" for v in videos]
-        lines.append("")
-    lines += ["Per-variant reports (per-task tables, success plots): `eval/<variant>/report.md`; training curves and "
-              f"sampled-vs-real videos: `tensorboard --logdir {out}`.", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    (out / "summary.json").write_text(strict_json.dumps({k: v["summary"] for k, v in results.items()} | {"timings": timings},
-                                                 indent=2, default=str))
-    return path
-
-
 def check_arguments(args: argparse.Namespace, tasks: list[str]) -> None:
     """Refuse what would only fail minutes into the run: counts, the run folder, the task names."""
     from lbva.cli_args import at_least, output_dir
@@ -636,66 +301,6 @@ def check_arguments(args: argparse.Namespace, tasks: list[str]) -> None:
             expert(task)
         except ValueError as e:
             raise CLIError(f"--tasks: {e}") from None
-def _rate_with_interval(row: dict) -> tuple[float, float, float] | None:
-    from lbva.eval.intervals import wilson_interval
-
-    k, n = _counts(row)
-    return (k / n, *wilson_interval(k, n)) if n else None
-
-
-def _reading(tasks, results: dict, records: list, main_demos: int, quick: bool) -> str:
-    """One paragraph saying what the tables show, from the numbers themselves."""
-    from lbva.demo_evidence import pool, row_specs
-    from lbva.eval.intervals import differs, format_rate
-
-    if quick:
-        return ("A `--quick` run trains a tiny model for a few steps and scores it on one episode per task: whatever "
-                "its tables say is noise, not a result.")
-    k, n = _counts(results[SYNC.label]["summary"]["mean"])
-    others = [(v.label, *_counts(results[v.label]["summary"]["mean"])) for v in CORE if v != SYNC]
-    best = max(others, key=lambda o: o[1] / max(o[2], 1))
-    text = (f"The trained model succeeds on {k} of {n} held-out episodes ({format_rate(k, n)}); the best baseline "
-            f"(\"{best[0]}\") on {best[1]} of {best[2]}: "
-            + ("a difference the intervals support." if differs(k, n, best[1], best[2]) else
-               "within the intervals, so this run does not show the model above its baselines."))
-    if records:
-        specs = row_specs(records)
-        rows = [(p, meaning, pool(records, p, b, main_demos, tasks)) for p, b, meaning in specs]
-        rows = [r for r in rows if r[2] is not None and r[2].episodes["mean"]]
-        if rows:
-            ref = rows[0][2]
-            parts = []
-            for policy, meaning, p in rows[1:]:
-                ks, ns = p.successes["mean"], p.episodes["mean"]
-                verdict = ("above" if ks / ns > ref.successes["mean"] / ref.episodes["mean"] else "below") \
-                    if differs(ks, ns, ref.successes["mean"], ref.episodes["mean"]) else "within the intervals of"
-                parts.append(f"{policy} at {meaning} ({p.seeds} seed{'s' if p.seeds > 1 else ''}) "
-                             f"{format_rate(ks, ns)}, {verdict} it")
-            text += (f" On {main_demos} demonstrations per task and over {ref.seeds} training "
-                     f"seed{'s' if ref.seeds > 1 else ''}, {rows[0][0]} succeeds on "
-                     f"{format_rate(ref.successes['mean'], ref.episodes['mean'])}"
-                     + ("; " + "; ".join(parts) if parts else "") + ".")
-            ranked = sorted(rows, key=lambda r: -r[2].successes["mean"] / r[2].episodes["mean"])
-            if len(ranked) > 1:
-                (p1, m1, a), (p2, m2, b) = ranked[0][:3], ranked[1][:3]
-                lead = differs(a.successes["mean"], a.episodes["mean"], b.successes["mean"], b.episodes["mean"])
-                text += (f" Highest: {p1} ({m1}), " + ("ahead of the next row beyond the intervals." if lead else
-                         f"but not beyond the intervals of the next, {p2} ({m2})."))
-        counts = sorted({r["demos"] for r in records})
-        if len(counts) > 1:
-            moves = []
-            for policy, budget, _ in specs:
-                if budget != "steps":
-                    continue
-                a, b = pool(records, policy, "steps", counts[0], tasks), pool(records, policy, "steps", counts[-1], tasks)
-                if a and b and a.episodes["mean"] and b.episodes["mean"]:
-                    moves.append(f"{policy} {100 * a.successes['mean'] / a.episodes['mean']:.0f} → "
-                                 f"{100 * b.successes['mean'] / b.episodes['mean']:.0f} %")
-            if moves:
-                text += f" From {counts[0]} to {counts[-1]} demonstrations per task: " + ", ".join(moves) + "."
-        text += (" The intervals cover episode noise (which initial states a policy met); the seed means show how far "
-                 "training seeds move a row.")
-    return text
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -711,13 +316,24 @@ def _run(args: argparse.Namespace) -> int:
     counts = list(args.demo_counts)
     if args.quick and len(counts) > 1:
         counts = [1, demos]
-    info = run_demo(args.out, args.recipe, tasks, demos, episodes, max_steps, args.ablations, args.seed, overrides,
+    which = args.ablations_only if args.ablations_only is not None else args.ablations
+    info = run_demo(args.out, args.recipe, tasks, demos, episodes, max_steps, which, args.seed, overrides,
                     workers=1 if args.quick else args.workers, peers=args.peers, seeds=args.seeds,
                     demo_counts=counts, quick=args.quick)
     print(Path(info["report"]).read_text())
     for failure in info["failures"]:
         logger.error("not measured: %s: %s", failure["unit"], failure["error"])
     return 1 if info["failures"] else 0
+
+
+def _ablation_keys(text: str) -> list[str]:
+    """``--ablations-only control-mode,forward-dynamics`` -> the keys; an unknown one is refused naming the choices."""
+    keys = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [k for k in keys if k not in ABLATION_KEYS]
+    if not keys or unknown:
+        raise argparse.ArgumentTypeError(f"takes comma-separated ablation names from {', '.join(ABLATION_KEYS)}; "
+                                         f"got {text!r}")
+    return keys
 
 
 def _demo_counts(text: str) -> list[int]:

@@ -116,6 +116,7 @@ def run_evidence(out: Path, cfg, make_cfg, tasks: Sequence[str], main_demos: int
     dataset and cache under ``demos_root`` into ``train_dir`` with ``trainer.seed = seed``. ``records`` hold one
     evaluated policy each (lbva units give two: sync and FDM-grounded async)."""
     from lbva import demo
+    from lbva.demo_variants import SYNC
     from lbva.eval import peers as peer_mod
 
     eval_seed = seed + demo.EVAL_SEED_OFFSET
@@ -153,12 +154,12 @@ def run_evidence(out: Path, cfg, make_cfg, tasks: Sequence[str], main_demos: int
                     timings["evidence_lbva_train_s"] += demo._seconds(folder / ".trained")
                     lbva_runs[f"seed +{unit.seed}" + ("" if unit.demos == main_demos else f", {unit.demos} demos")] = \
                         folder / "train"
-                results = demo._evaluate(ucfg, folder, [demo.SYNC, fdm], tasks, episodes, max_steps, eval_seed,
+                results = demo._evaluate(ucfg, folder, [SYNC, fdm], tasks, episodes, max_steps, eval_seed,
                                          progress, workers)
                 train = _marker(folder / ".trained")
-                for v in (demo.SYNC, fdm):
+                for v in (SYNC, fdm):
                     entry = results[v.label]
-                    if unit != main or v != demo.SYNC:
+                    if unit != main or v != SYNC:
                         timings["evidence_lbva_eval_s"] += entry["seconds"]
                     records.append(_record(unit, v.label, entry, train))
                 continue
@@ -219,7 +220,7 @@ def _record(unit: Unit, label: str, entry: dict, train: dict) -> dict:
 
 def fdm_async_variant(cfg):
     """The demo's FDM-grounded async variant of its main model (whatever the demo's ablations define it as)."""
-    from lbva.demo import ablations
+    from lbva.demo_variants import ablations
 
     for ab in ablations(cfg):
         for _, _, v in ab.rows:
@@ -379,7 +380,7 @@ def evidence_figures(records: Sequence[dict], tasks: Sequence[str], main_demos: 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from lbva.demo import style_loss_axes
+    from lbva.demo_figures import style_loss_axes
     from lbva.eval.intervals import wilson_interval
     from lbva.eval.report import plot_rates
 

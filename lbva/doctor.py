@@ -20,8 +20,8 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     "gpu": (("flash-attn",), "the flash-attn kernel (SDPA and flex attention still work)"),
     "dev": (("pytest", "hypothesis"), "running the test suite"),
 }
-CORE = ("torch", "lightning", "torchmetrics", "omegaconf", "diffusers", "transformers", "timm", "pluggy",
-        "tensorboard", "safetensors", "lerobot", "numpy")
+CORE = ("torch", "lightning", "torchmetrics", "omegaconf", "diffusers", "transformers", "pluggy", "tensorboard",
+        "safetensors", "lerobot", "numpy")
 
 
 def _version(dist: str) -> str | None:

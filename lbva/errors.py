@@ -8,7 +8,7 @@ keeps its traceback.
 Each part of lbva subclasses it where it raises (``ConfigError`` in :mod:`lbva.config`, ``CheckpointError`` in
 :mod:`lbva.models.checkpoints`, ``PolicyFolderError`` in :mod:`lbva.inference.bundle`, ``DataError`` in
 :mod:`lbva.data.errors`, ``UnknownEmbodimentError``/``PluginError`` in :mod:`lbva.embodiment.registry`,
-``PolicyError`` in :mod:`lbva.inference.policy`); the command-line verbs raise :class:`CLIError`. This module
+``PolicyError`` in :mod:`lbva.inference.errors`); the command-line verbs raise :class:`CLIError`. This module
 imports nothing, so every layer (and the torch-free serving code) can use it.
 """
 

@@ -158,7 +158,7 @@ def writer_export(work: Path):
     from lerobot.policies.lingbot_va import LingBotVAPolicy
 
     from lbva.embodiment import ActionStats
-    from lbva.interop.lerobot import export_lerobot
+    from lbva.interop.lerobot_export import export_lerobot
 
     model, _ = tiny_model()
     stats = ActionStats(q01=-np.ones(30, np.float32), q99=np.ones(30, np.float32), source="unit")

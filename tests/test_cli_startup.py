@@ -34,13 +34,17 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").info("💡 Tip: try a
 logging.getLogger("lbva.train").info("policy folder: run/policy")
 logging.getLogger("lbva_metaworld.env").warning("a plugin speaks")
 logging.getLogger("lbva.train").debug("not shown without -v")
+import lerobot.datasets.lerobot_dataset  # noqa: F401  (logs through logging.info at import: Python's basicConfig)
+logging.info("a library's root info")  # would also call basicConfig on a root without a handler
+logging.getLogger("lbva.demo").info("phase 2/4")
+logging.getLogger("some_library").warning("a library warns")
 """
 
 
 def test_each_log_line_is_printed_once_and_lightning_tips_are_dropped():
     """`lbva train` printed every Lightning line twice (Lightning's own handler, then the root handler the CLI set
     up with basicConfig); the CLI now configures only lbva's loggers."""
-    r = subprocess.run([sys.executable, "-c", LOGGING_SNIPPET], capture_output=True, text=True, timeout=300, check=False,
+    r = subprocess.run([sys.executable, "-c", LOGGING_SNIPPET], capture_output=True, text=True, timeout=900, check=False,
                        env={**os.environ, "PYTHONIOENCODING": "utf-8"})
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr
@@ -48,6 +52,11 @@ def test_each_log_line_is_printed_once_and_lightning_tips_are_dropped():
     assert out.count("INFO lbva.train: policy folder: run/policy") == 1, out
     assert out.count("WARNING lbva_metaworld.env: a plugin speaks") == 1, out
     assert "Tip:" not in out and "not shown" not in out, out
+    # after a library's import made Python configure the root logger, lbva's lines still print once, and other
+    # libraries' warnings (nobody else prints them) still print, once
+    assert out.count("phase 2/4") == 1, out
+    assert out.count("a library warns") == 1, out
+    assert "root info" not in out, out
 
 
 def test_every_option_with_a_default_shows_it_in_help():

@@ -77,6 +77,28 @@ def test_a_finished_run_resumes_without_redoing_phases(quick_demo, monkeypatch):
     assert (out / "report.md").is_file() and set(info["results"]) >= {"lbva (sync)", "zero policy"}
 
 
+def test_ablations_only_selects_by_key_and_refuses_unknown_names():
+    """--ablations-only trains and evaluates only the named ablations' variants; a wrong name is refused."""
+    import argparse
+
+    from lbva import demo_variants
+    from lbva.config import load_config
+
+    cfg = load_config("demo/metaworld")
+    assert [ab.key for ab in demo_variants.ablations(cfg)] == list(demo_variants.ABLATION_KEYS)
+    picked = demo._variants(cfg, ["forward-dynamics"])
+    trained = {v.model_slug for v in picked if v.train}
+    assert trained == {"objective_fdm_prob_0"}, trained  # not the noisy-history or layout models
+    assert {dict(v.infer).get("mode") for v in picked} >= {"fdm_async"}
+    assert {dict(v.infer).get("mode") for v in demo._variants(cfg, ["control-mode"])} >= {"naive_async", "fdm_async"}
+    assert demo._variants(cfg, False) == list(demo.CORE)
+    assert len(demo._variants(cfg, True)) > len(demo._variants(cfg, ["control-mode", "forward-dynamics"]))
+    with pytest.raises(ValueError, match="video-denoising"):
+        demo_variants.selected_ablations(cfg, ["fdm"])
+    with pytest.raises(argparse.ArgumentTypeError, match="forward-dynamics"):
+        demo._ablation_keys("control-mode,fdm")
+
+
 def test_ablations_train_their_switches_and_report_a_table_each(quick_demo, monkeypatch):
     """--ablations on a finished run: three more models (each with its recipe switch), seven more evaluations,
     the core variants read back rather than run again, and one report table per ablation."""

@@ -41,7 +41,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("interop", ("lbva.interop",)),
     ("robots", ("lbva.robots",)),
     ("bench", ("lbva.bench",)),
-    ("demo", ("lbva.demo", "lbva.demo_evidence", "lbva.doctor")),
+    ("demo", ("lbva.demo", "lbva.demo_variants", "lbva.demo_figures", "lbva.demo_report", "lbva.demo_evidence",
+              "lbva.doctor")),
     ("cli", ("lbva.cli", "lbva.__main__")),  # plus every verb module lbva.<package>.cli (see unit_of)
 ]
 
@@ -55,11 +56,13 @@ UPWARD: dict[tuple[str, str], str] = {
 # Function-level imports that close a cycle between units, each with why it is imported late instead of moved.
 LAZY_CYCLE_EDGES: dict[tuple[str, str], str] = {
     ("lbva.inference.bundle", "lbva.interop.lerobot"):
-        "interop.lerobot imports PolicyFolderError from inference.bundle at module level; bundle reaches back "
-        "only when load_policy is handed a LeRobot folder (see UPWARD)",
+        "interop.lerobot imports interop.lerobot_folder, whose LeRobotFolderError subclasses inference.bundle's "
+        "PolicyFolderError, at module level; bundle reaches back only when load_policy is handed a LeRobot folder "
+        "(see UPWARD)",
     ("lbva.demo_evidence", "lbva.demo"):
-        "the opt-in evidence run reads the demo's EVAL_SEED_OFFSET and ablations(); lbva.demo in turn imports "
-        "lbva.demo_evidence only when --peers/--seeds/--demo-counts ask for it (both are the demo layer)",
+        "the opt-in evidence run reuses the demo's phases (collecting and preparing, training, evaluating) and its "
+        "EVAL_SEED_OFFSET; lbva.demo in turn imports lbva.demo_evidence only when --peers/--seeds/--demo-counts ask "
+        "for it (both are the demo layer)",
 }
 
 

@@ -4,17 +4,20 @@ the estimated size and the key that raises the limit, and raising it lets the sa
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from lbva.config import ConfigError, load_config
+from lbva.config.model import SIZES
 from lbva.models import build_model
-from lbva.models.lingbot_va import SIZES, ArchConfig, count_parameters
+from lbva.models.lingbot_va import count_parameters
 
 
 @pytest.mark.parametrize("size, layout", [("tiny", "shared"), ("tiny", "mot"), ("small", "shared"), ("small", "mot")])
 def test_the_parameter_estimate_is_the_count_of_the_built_model(size, layout):
-    arch = ArchConfig(**SIZES[size], layout=layout)
+    arch = replace(SIZES[size], layout=layout)
     with torch.device("meta"):
         from lbva.models.lingbot_va import LingBotVA
 
@@ -24,7 +27,7 @@ def test_the_parameter_estimate_is_the_count_of_the_built_model(size, layout):
 
 @pytest.mark.parametrize("layout, count", [("shared", 5_088_872_670), ("mot", 5_594_997_726)])
 def test_the_estimate_matches_the_documented_full_size_counts(layout, count):
-    assert count_parameters(ArchConfig(**SIZES["wan2.2-5b"], layout=layout)) == count
+    assert count_parameters(replace(SIZES["wan2.2-5b"], layout=layout)) == count
 
 
 def test_an_absurd_model_is_refused_before_allocating_and_the_limit_can_be_raised():

@@ -106,7 +106,7 @@ def _session_latencies(stack, chunks: int, **inference) -> tuple[list[float], di
         t0 = time.perf_counter()
         actions = policy.predict_action_chunk()
         times.append(time.perf_counter() - t0)
-    cache = policy._session.cache
+    cache = policy.predictor.session.cache
     nbytes = sum(t.numel() * t.element_size() for t in (*cache._k, *cache._v))
     return times, {"tokens_held": cache.size, "capacity_tokens": cache.capacity, "buffer_mb": nbytes / 2**20}
 

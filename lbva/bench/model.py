@@ -85,22 +85,13 @@ def load_average() -> list[float] | None:
         return None
 
 
-def arch_from(cfg):
-    from lbva.models.lingbot_va import arch_from_model_config
-
-    return arch_from_model_config(cfg)
-
-
-def mcfg_in(cfg) -> int:
-    return arch_from(cfg).in_channels
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from lbva.config.model import ArchConfig
     from lbva.errors import CLIError
-    from lbva.models.lingbot_va import ArchConfig, LingBotVA
+    from lbva.models.lingbot_va import LingBotVA
 
     dev = torch.device(args.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -214,12 +205,12 @@ def run(args: argparse.Namespace) -> int:
 
     mcfg = load_config(None, ["model.size=tiny" if quick else "model.size=small"]).model
     torch.manual_seed(0)
-    eager_m = LingBotVA(arch_from(mcfg), config=mcfg).to(dev).eval()
-    compiled_m = LingBotVA(arch_from(mcfg), config=_replace(mcfg, compile=True)).to(dev).eval()
+    eager_m = LingBotVA(mcfg.arch(), config=mcfg).to(dev).eval()
+    compiled_m = LingBotVA(mcfg.arch(), config=_replace(mcfg, compile=True)).to(dev).eval()
     compiled_m.load_state_dict(eager_m.state_dict())
     g = torch.Generator().manual_seed(4)
     Fc = 2
-    cin = dict(noisy_video=torch.randn(1, mcfg_in(mcfg), Fc, 8, 8, generator=g).to(dev),
+    cin = dict(noisy_video=torch.randn(1, mcfg.arch().in_channels, Fc, 8, 8, generator=g).to(dev),
                video_sigma=torch.rand(1, Fc, generator=g).to(dev),
                noisy_actions=torch.randn(1, Fc, 4, mcfg.action_dim, generator=g).to(dev),
                action_sigma=torch.rand(1, Fc, generator=g).to(dev),

@@ -1,4 +1,4 @@
-"""Helpers shared by every config section: declaring choices and ranges on dataclass fields.
+"""Helpers shared by every config section: the error a bad value raises, choices and ranges declared on fields.
 
 A section is a plain dataclass. A field that only takes some values declares them with
 ``choice(default, *allowed)``; a numeric field with bounds uses ``bounded(default, lo, hi)``, where ``hi`` may be the
@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+from lbva.errors import UserError
+
+
+class ConfigError(UserError, ValueError):
+    """A recipe or override that does not fit the schema."""
 
 
 def choice(default: Any, *allowed: Any, doc: str = "") -> Any:

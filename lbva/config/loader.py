@@ -14,15 +14,11 @@ from typing import Any, Iterable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from lbva.config.base import ConfigError
 from lbva.config.schema import LbvaConfig
-from lbva.errors import UserError
 
 # A recipe may extend another with a top-level ``extends: <relative path or recipe name>``.
 EXTENDS_KEY = "extends"
-
-
-class ConfigError(UserError, ValueError):
-    """A recipe or override that does not fit the schema."""
 
 
 def recipes_dir() -> Path:

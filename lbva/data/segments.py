@@ -12,7 +12,7 @@ Time bookkeeping (one dataset row = one control step = one action):
   ``start + (f−1)·N … start + f·N − 1``; latent frame 0 is the conditioning frame: zero actions, not valid.
 
 This mirrors the released LingBot-VA: its dataset pads N zero actions in front of the segment's actions and
-its server fixes the first chunk's frame-0 actions to zero (so does lbva's ``Policy._decode_actions``).
+its server fixes the first chunk's frame-0 actions to zero (so does lbva's ``ChunkPredictor.decode_actions``).
 """
 
 from __future__ import annotations

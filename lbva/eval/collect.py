@@ -77,8 +77,6 @@ def collect(
     spawned processes (one task each at a time) while this process encodes and writes them; the dataset is the
     same as with one worker. Raises RuntimeError when a task yields no successful episode.
     """
-    from lerobot.configs.video import RGBEncoderConfig
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from tqdm.auto import tqdm
 
     from lbva.embodiment import get_embodiment, get_env_factory
@@ -98,18 +96,7 @@ def collect(
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} exists and is not empty; choose a new --out folder (LeRobot creates it)")
     max_tries = int(max_tries) if max_tries is not None else 3 * episodes + 5
-    encoder = (
-        RGBEncoderConfig(vcodec="h264", preset="ultrafast", crf=12, g=2) if codec == "h264" else RGBEncoderConfig(vcodec=codec)
-    )
-    ds = LeRobotDataset.create(
-        repo_id or f"local/{env_name}-{root.name}",
-        fps=int(round(spec.control_hz)),
-        features=dataset_features(spec),
-        root=root,
-        use_videos=True,
-        robot_type=spec.name,
-        rgb_encoder=encoder,
-    )
+    ds = _new_dataset(root, repo_id or f"local/{env_name}-{root.name}", spec, codec)
     summary = CollectSummary(root=root)
     bar = tqdm(total=episodes * len(tasks), desc=f"collect {env_name}", unit="ep", disable=not progress)
     args = (env_name, episodes, seed, noise_std, max_tries, env_kwargs or {})
@@ -125,13 +112,8 @@ def collect(
         else:
             outcomes = (_task_episodes(task, *args, on_episode=lambda: bar.update(1)) for task in tasks)
         for task, (kept_frames, tries) in zip(tasks, outcomes):
-            for frames in kept_frames:
-                for frame in frames:
-                    ds.add_frame(frame)
-                ds.save_episode(parallel_encoding=False)
-                summary.frames += len(frames)
-                if pool is not None:
-                    bar.update(1)
+            # with workers the bar moves as episodes are written; without, as the expert finishes them
+            summary.frames += _write_episodes(ds, kept_frames, on_episode=bar.update if pool is not None else None)
             bar.set_postfix(task=task, tries=tries)
             summary.kept[task], summary.tries[task] = len(kept_frames), tries
             logger.info("%s: kept %d successful episodes of %d tries", task, len(kept_frames), tries)
@@ -146,6 +128,38 @@ def collect(
         bar.close()
         ds.finalize()
     return summary
+
+
+def _new_dataset(root: Path, repo_id: str, spec: Any, codec: str) -> Any:
+    """An empty LeRobot video dataset at ``root`` with the embodiment's features, at its control rate."""
+    from lerobot.configs.video import RGBEncoderConfig
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    encoder = (
+        RGBEncoderConfig(vcodec="h264", preset="ultrafast", crf=12, g=2) if codec == "h264" else RGBEncoderConfig(vcodec=codec)
+    )
+    return LeRobotDataset.create(
+        repo_id,
+        fps=int(round(spec.control_hz)),
+        features=dataset_features(spec),
+        root=root,
+        use_videos=True,
+        robot_type=spec.name,
+        rgb_encoder=encoder,
+    )
+
+
+def _write_episodes(ds: Any, kept_frames: list[list[dict]], on_episode=None) -> int:
+    """Add each episode's frames to ``ds`` and save it (``on_episode(1)`` after each); returns the frames written."""
+    written = 0
+    for frames in kept_frames:
+        for frame in frames:
+            ds.add_frame(frame)
+        ds.save_episode(parallel_encoding=False)
+        written += len(frames)
+        if on_episode is not None:
+            on_episode(1)
+    return written
 
 
 def _task_episodes(task: str, env_name: str, episodes: int, seed: int, noise_std: float, max_tries: int,

@@ -52,7 +52,7 @@ def _export_lerobot(args: argparse.Namespace) -> int:
     output_dir(args.out, "OUT")
     if args.stats is not None:
         input_file(args.stats, "--stats")
-    from lbva.interop.lerobot import export_lerobot
+    from lbva.interop.lerobot_export import export_lerobot
 
     out = export_lerobot(args.checkpoint, args.out, embodiment=args.embodiment, stats=args.stats,
                          wan_path=args.wan_path, dtype=args.dtype, approximate=args.approximate)

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lbva.config.model import DEFAULT_MAX_PARAMETERS
+from lbva.config.model import DEFAULT_MAX_PARAMETERS, ArchConfig, ModelConfig
 from lbva.errors import UserError
-from lbva.models.lingbot_va import ArchConfig, CheckpointError, LingBotVA
+from lbva.models.lingbot_va import CheckpointError, LingBotVA
 
 RELEASED_KEYS = ("num_attention_heads", "attention_head_dim", "in_channels", "action_dim", "text_dim", "freq_dim",
                  "ffn_dim", "num_layers")
@@ -380,7 +380,6 @@ def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | 
     ``max_parameters`` (default: the recipe's ``model.max_parameters``) bounds the size a folder's config may
     ask for; a folder cannot raise it."""
     from lbva.atomic_io import recover
-    from lbva.models.lingbot_va import arch_from_model_config
 
     if max_parameters is None:
         max_parameters = getattr(model_cfg, "max_parameters", None) or DEFAULT_MAX_PARAMETERS
@@ -389,7 +388,7 @@ def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | 
         dtype = getattr(torch, dtype)
     recover(Path(source).expanduser())  # a writer killed between the two renames of a folder swap
     kind, folder = checkpoint_kind(source)
-    want = arch_from_model_config(model_cfg) if model_cfg is not None else None
+    want = model_cfg.arch() if model_cfg is not None else None
     if kind == "wan":
         layout = want.layout if want is not None else "shared"
         width = want.action_width if want is not None and layout == "mot" else None
@@ -402,8 +401,6 @@ def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | 
     if kind == "lbva":
         arch, saved = _lbva_arch(folder)
         if saved is not None:
-            from lbva.config.model import ModelConfig
-
             try:
                 saved_cfg = ModelConfig(**{**saved, "max_parameters": max_parameters})
             except (UserError, TypeError, ValueError) as e:
@@ -437,12 +434,11 @@ def load_pretrained(source: str | Path, model_cfg=None, *, dtype: torch.dtype | 
 
 
 def _check_buildable(arch: ArchConfig, folder: Path, max_parameters: int) -> None:
-    """Refuse, before any weight is read, an architecture lbva cannot build or one above ``max_parameters`` (the
-    meta device would count a million layers happily, and slowly)."""
-    from lbva.models.lingbot_va import check_arch, check_model_size
+    """Refuse, before any weight is read, an architecture above ``max_parameters`` (the meta device would count a
+    million layers happily, and slowly)."""
+    from lbva.models.lingbot_va import check_model_size
 
     try:
-        check_arch(arch)
         check_model_size(arch, int(max_parameters))
     except (UserError, TypeError, ValueError) as e:
         raise CheckpointError(f"{folder / 'config.json'}: {e}") from e

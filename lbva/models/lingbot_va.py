@@ -11,7 +11,6 @@ with an identity key map.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from diffusers.models.normalization import FP32LayerNorm
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from lbva.config.model import DEFAULT_MAX_PARAMETERS
+from lbva.config import ConfigError
+from lbva.config.model import DEFAULT_MAX_PARAMETERS, ArchConfig
 from lbva.errors import UserError
 from lbva.models.attention import Attend, AttentionWindow, MaskSpec, as_window, frames_within_episode
 
@@ -164,74 +164,9 @@ class ConditionEmbedder(nn.Module):
         return temb.reshape(B, L, -1), mod.reshape(B, L, 6, -1)
 
 
-# ------------------------------------------------------------------------------------------------ config
-SIZES: dict[str, dict] = {
-    # tests: milliseconds per forward
-    "tiny": dict(num_layers=2, num_attention_heads=2, attention_head_dim=24, ffn_dim=96, in_channels=16,
-                 text_dim=64, freq_dim=32, action_width=24),
-    # the CPU demo (shared 9.5M parameters, mot 10.3M)
-    "small": dict(num_layers=6, num_attention_heads=6, attention_head_dim=48, ffn_dim=1152, in_channels=16,
-                  text_dim=64, freq_dim=128, action_width=96),
-    # Wan2.2-TI2V-5B, the released LingBot-VA transformer; the paper's action width 768 for mot
-    "wan2.2-5b": dict(num_layers=30, num_attention_heads=24, attention_head_dim=128, ffn_dim=14336,
-                      in_channels=48, text_dim=4096, freq_dim=256, action_width=768),
-}
-
-
-@dataclass
-class ArchConfig:
-    num_layers: int = 2
-    num_attention_heads: int = 2
-    attention_head_dim: int = 24
-    ffn_dim: int = 96
-    in_channels: int = 16
-    out_channels: int | None = None
-    text_dim: int = 64
-    freq_dim: int = 32
-    action_dim: int = 30
-    patch_size: tuple[int, int, int] = (1, 2, 2)
-    cross_attn_norm: bool = True
-    eps: float = 1e-6
-    rope_theta: float = 10000.0
-    layout: str = "shared"
-    action_width: int = 24  # d_a of the mot action stream (unused by shared)
-
-    @property
-    def dim(self) -> int:
-        return self.num_attention_heads * self.attention_head_dim
-
-    @property
-    def action_ffn_dim(self) -> int:
-        return max(1, self.ffn_dim * self.action_width // self.dim)
-
-
+# ------------------------------------------------------------------------------------------------ errors, size guard
 class CheckpointError(UserError, ValueError):
     """A checkpoint folder that cannot be read or does not fit the model, with what is wrong and what to do."""
-
-
-_POSITIVE_INTS = ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels", "text_dim",
-                  "freq_dim", "action_dim", "action_width")
-
-
-def check_arch(arch: ArchConfig) -> None:
-    """Refuse an architecture that cannot be built: non-positive sizes, a non-finite or non-positive ``eps``."""
-    from lbva.config import ConfigError
-
-    for name in _POSITIVE_INTS:
-        value = getattr(arch, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"model {name}={value!r} is not allowed; it must be a whole number >= 1")
-    if arch.out_channels is not None and (not isinstance(arch.out_channels, int) or arch.out_channels < 1):
-        raise ConfigError(f"model out_channels={arch.out_channels!r} is not allowed; it must be None or a whole number >= 1")
-    if len(arch.patch_size) != 3 or not all(isinstance(p, int) and p >= 1 for p in arch.patch_size):
-        raise ConfigError(f"model patch_size={arch.patch_size!r} is not allowed; it must be three whole numbers >= 1")
-    for name, high in (("eps", 1.0), ("rope_theta", None)):
-        value = getattr(arch, name)
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0 or (high and value >= high):
-            bound = f"in (0, {high})" if high else "finite and > 0"
-            raise ConfigError(f"model {name}={value!r} is not allowed; it must be {bound}")
-    if arch.layout not in ("shared", "mot"):
-        raise ConfigError(f"model layout={arch.layout!r} is unknown; choose 'shared' (released) or 'mot' (paper)")
 
 
 def count_parameters(arch: ArchConfig) -> int:
@@ -247,8 +182,6 @@ def count_parameters(arch: ArchConfig) -> int:
 
 def check_model_size(arch: ArchConfig, max_parameters: int = DEFAULT_MAX_PARAMETERS) -> int:
     """The parameter count, or a ConfigError with the estimated size when it is above ``max_parameters``."""
-    from lbva.config import ConfigError
-
     count = count_parameters(arch)
     if count > max_parameters:
         raise ConfigError(
@@ -259,26 +192,15 @@ def check_model_size(arch: ArchConfig, max_parameters: int = DEFAULT_MAX_PARAMET
     return count
 
 
-def arch_from_model_config(cfg) -> ArchConfig:
-    if cfg.size not in SIZES:
-        raise ValueError(f"model.size={cfg.size!r} is unknown; choose one of {sorted(SIZES)}")
-    if cfg.layout not in ("shared", "mot"):
-        raise ValueError(f"model.layout={cfg.layout!r} is unknown; choose 'shared' (released) or 'mot' (paper)")
-    base = dict(SIZES[cfg.size])
-    for k in ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels", "text_dim",
-              "action_width"):
-        v = getattr(cfg, k, None)
-        if v is not None:
-            base[k] = v
-    return ArchConfig(**base, action_dim=cfg.action_dim, layout=cfg.layout)
-
-
 # ------------------------------------------------------------------------------------------------ model
+VIDEO, ACTION = 0, 1  # the experts of a layer, in the order of LingBotVA._experts; also a segment's modality
+
+
 @dataclass
 class _Segment:
     """Tokens of one modality copy in a forward: where they sit, which chunk ids, clean or noisy."""
 
-    kind: str  # "video" | "actions"
+    modality: int  # VIDEO or ACTION: which embedders made the tokens and which head reads them
     noisy: bool
     tokens: torch.Tensor  # (B, L, D)
     ids: torch.Tensor  # (L,)
@@ -336,7 +258,6 @@ class LingBotVA(nn.Module):
 
     def __init__(self, arch: ArchConfig, config=None, max_parameters: int | None = None):
         super().__init__()
-        check_arch(arch)
         if torch.get_default_device().type != "meta":  # the meta device allocates nothing: any size may be counted
             limit = max_parameters or getattr(config, "max_parameters", None) or DEFAULT_MAX_PARAMETERS
             check_model_size(arch, int(limit))
@@ -368,8 +289,8 @@ class LingBotVA(nn.Module):
             )
             self.action_scale_shift_table = nn.Parameter(torch.randn(1, 2, da) / da**0.5)
             self.action_norm_out = FP32LayerNorm(da, arch.eps, elementwise_affine=False)
-        else:
-            self.action_blocks = None
+        else:  # no action expert: the action tokens pass through the video expert's blocks, norm and table
+            self.action_blocks = self.action_scale_shift_table = self.action_norm_out = None
         self._freqs = rope_freqs(arch.attention_head_dim, arch.rope_theta)
 
     # the shape callers read from the model itself (trainer, exporters), not from .arch
@@ -405,7 +326,7 @@ class LingBotVA(nn.Module):
         pos = torch.stack([ff, hh, ww], -1).reshape(-1, 3).float()
         ids = (frames // chunk_size * 2).repeat_interleave(h * w)
         ts = (sigma.float() * 1000.0).repeat_interleave(h * w, dim=1)
-        return _Segment("video", noisy, tokens, ids, pos, ts)
+        return _Segment(VIDEO, noisy, tokens, ids, pos, ts)
 
     def _action_tokens(self, a: torch.Tensor, sigma: torch.Tensor, f0: int | torch.Tensor, chunk_size: int,
                        noisy: bool) -> _Segment:
@@ -421,7 +342,7 @@ class LingBotVA(nn.Module):
                            torch.full((F_ * N,), -1.0, device=a.device)], -1)
         ids = (frames // chunk_size * 2 + 1).repeat_interleave(N)
         ts = (sigma.float() * 1000.0).repeat_interleave(N, dim=1)
-        return _Segment("actions", noisy, tokens, ids, pos, ts)
+        return _Segment(ACTION, noisy, tokens, ids, pos, ts)
 
     def text_context(self, text: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per-layer cross-attention K/V (B, Lt, Hh, Dh) of a prompt: computed once per prompt, reused by every
@@ -436,51 +357,54 @@ class LingBotVA(nn.Module):
         """Whether the blocks' per-token parts run through ``torch.compile`` (``model.compile``)."""
         return bool(getattr(self.config, "compile", False))
 
-    def _experts(self, i: int) -> tuple[Block, Block]:
-        return self.blocks[i], (self.action_blocks[i] if self.action_blocks is not None else self.blocks[i])
+    def _experts(self, i: int) -> tuple[Block, Block | None]:
+        """Layer ``i``'s experts (video, action); no action expert in ``shared``, where action tokens pass
+        through the video expert's blocks."""
+        return self.blocks[i], (self.action_blocks[i] if self.action_blocks is not None else None)
 
-    def _layer(self, i: int, which: tuple[int, ...], xs: list[torch.Tensor], mods: list[torch.Tensor], ropes, text_kv,
-               attend, cache_call):
-        """One joint layer: each stream (video, actions — or one in ``shared``) projects its own Q/K/V, one
-        attention call runs over the concatenation under the mask, and each stream takes its part back.
-        ``which[s]``: the expert (0 video, 1 actions) of stream ``s``. With ``cache_call`` the new keys/values
-        go into the KV cache's buffer and the call attends over the history there, in place."""
-        both = self._experts(i)
-        experts = [both[w] for w in which]
+    def _expert_of(self, seg: _Segment) -> int:
+        return seg.modality if self.action_blocks is not None else VIDEO
+
+    def _layer(self, i: int, xs: list[torch.Tensor | None], mods: list[torch.Tensor | None], ropes, text_kv, attend,
+               cache_call) -> list[torch.Tensor | None]:
+        """One joint layer (openpi's gemma pattern): one hidden state (B, L, D) per expert of :meth:`_experts`, None
+        for an expert with no tokens in this call. Each expert projects its own Q/K/V, one attention call runs over
+        the concatenation under the mask, and each expert takes its part back. With ``cache_call`` the new
+        keys/values go into the KV cache's buffer and the call attends over the history there, in place."""
         pre, post = (_compiled_pre(), _compiled_post()) if self.compiled else (_pre, _post)
-        qkv, es = [], []
-        for s, x in enumerate(xs):
-            t, e = pre(experts[s], x, mods[s], ropes[s])
-            qkv.append(t)
-            es.append(e)
+        experts = self._experts(i)
+        parts = [None if x is None else pre(block, x, mod, rope)
+                 for block, x, mod, rope in zip(experts, xs, mods, ropes)]
+        qkv = [t for t, _ in (p for p in parts if p is not None)]
         q, k, v = (torch.cat([t[j] for t in qkv], 1) if len(qkv) > 1 else qkv[0][j] for j in range(3))
         if cache_call is not None:
             k, v = cache_call.store(i, k, v)  # (B, S, Hh, Dh) views over the cache's slots, this call's included
         o = attend(q, k, v)
-        outs = o.split([x.shape[1] for x in xs], 1)
-        return [post(experts[s], x, outs[s], es[s], text_kv) for s, x in enumerate(xs)]
+        outs = iter(o.split([x.shape[1] for x in xs if x is not None], 1))
+        return [None if x is None else post(block, x, next(outs), part[1], text_kv)
+                for block, x, part in zip(experts, xs, parts)]
 
     def _run(self, segments: list[_Segment], text_kv, fdm, window: AttentionWindow | None, cache_call=None):
-        """The one layer loop over the segments (grouped into streams); ``cache_call`` reads and extends the
-        history in a KV cache."""
-        mot = self.action_blocks is not None
-        streams = [[s for s in segments if s.kind == "video"], [s for s in segments if s.kind == "actions"]] if mot \
-            else [segments]
-        which = tuple(int(st[0].kind == "actions") if mot else 0 for st in streams if st)
-        streams = [st for st in streams if st]
-        order = [s for st in streams for s in st]  # token order of the joint sequence
+        """The one layer loop: the segments are grouped by expert (their token order in the joint sequence: the
+        video expert's, then the action expert's, each in the caller's order); ``cache_call`` reads and extends the
+        history in a KV cache. Returns one hidden state per segment, in the caller's order."""
+        groups = [[j for j, s in enumerate(segments) if self._expert_of(s) == e] for e in (VIDEO, ACTION)]
+        order = [segments[j] for g in groups for j in g]
         ids = torch.cat([s.ids for s in order])
         noisy = torch.cat([torch.full_like(s.ids, int(s.noisy), dtype=torch.bool) for s in order])
         episode = torch.cat([s.episode for s in order]) if order[0].episode is not None else None
-        xs, mods, temb, ropes = [], [], [], []
-        for st in streams:
-            xs.append(torch.cat([s.tokens for s in st], 1))
-            tm = [(self.condition_embedder if s.kind == "video" else self.condition_embedder_action)(s.timesteps)
+        xs, mods, temb, ropes = ([None] * len(groups) for _ in range(4))  # per expert; None: no tokens this call
+        for e, g in enumerate(groups):
+            if not g:
+                continue
+            st = [segments[j] for j in g]
+            xs[e] = torch.cat([s.tokens for s in st], 1)
+            tm = [(self.condition_embedder if s.modality == VIDEO else self.condition_embedder_action)(s.timesteps)
                   for s in st]
-            temb.append(torch.cat([t for t, _ in tm], 1))
-            mods.append(torch.cat([m for _, m in tm], 1))
+            temb[e] = torch.cat([t for t, _ in tm], 1)
+            mods[e] = torch.cat([m for _, m in tm], 1)
             ang = rope_angles(torch.cat([s.pos for s in st]), self._freqs)
-            ropes.append((ang.cos(), ang.sin()))
+            ropes[e] = (ang.cos(), ang.sin())
         if cache_call is None:
             spec = MaskSpec(ids, noisy, ids, noisy, fdm=fdm, window=window, q_episode=episode, k_episode=episode)
         else:
@@ -489,21 +413,19 @@ class LingBotVA(nn.Module):
         attend = Attend(spec, self.attn_kernel)
         for i in range(len(self.blocks)):
             if self.activation_checkpointing and self.training and torch.is_grad_enabled() and cache_call is None:
-                xs = checkpoint(self._layer, i, which, xs, mods, ropes, text_kv[i], attend, None, use_reentrant=False)
+                xs = checkpoint(self._layer, i, xs, mods, ropes, text_kv[i], attend, None, use_reentrant=False)
             else:
-                xs = self._layer(i, which, xs, mods, ropes, text_kv[i], attend, cache_call)
-        outs = []
-        for s, (x, t) in enumerate(zip(xs, temb)):
-            act = mot and streams[s][0].kind == "actions"
-            table, norm = (self.action_scale_shift_table, self.action_norm_out) if act else (self.scale_shift_table, self.norm_out)
+                xs = self._layer(i, xs, mods, ropes, text_kv[i], attend, cache_call)
+        heads = ((self.scale_shift_table, self.norm_out), (self.action_scale_shift_table, self.action_norm_out))
+        hs: list[torch.Tensor | None] = [None] * len(segments)
+        for g, x, t, (table, norm) in zip(groups, xs, temb, heads):
+            if x is None:
+                continue
             shift, scale = (table[None].float() + t[:, :, None].float()).unbind(2)
-            outs.append((norm(x.float()) * (1 + scale) + shift).type_as(x))
-        # back to per-segment hidden states, in the caller's segment order
-        per_seg = {}
-        for st, x in zip(streams, outs):
-            for s, part in zip(st, x.split([s.tokens.shape[1] for s in st], 1)):
-                per_seg[id(s)] = part
-        return [per_seg[id(s)] for s in segments]
+            x = (norm(x.float()) * (1 + scale) + shift).type_as(x)
+            for j, part in zip(g, x.split([segments[j].tokens.shape[1] for j in g], 1)):
+                hs[j] = part
+        return hs
 
     def _video_out(self, x: torch.Tensor, shape) -> torch.Tensor:
         B, C, F_, H, W = shape
@@ -562,7 +484,7 @@ class LingBotVA(nn.Module):
         hs = self._run(segs, self.text_context(text), fdm, window)
         out = ModelOutput()
         for s, h in zip(segs, hs):
-            if s.noisy and s.kind == "video":
+            if s.noisy and s.modality == VIDEO:
                 out.video = self._video_out(h, noisy_video.shape)
             elif s.noisy:
                 out.actions = self.action_proj_out(h).reshape(noisy_actions.shape)

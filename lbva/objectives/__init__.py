@@ -12,15 +12,26 @@ from lbva.objectives.flow_matching import (
     timestep_weight,
 )
 from lbva.objectives.losses import FlowMatchingObjective, LossOutput
-from lbva.objectives.sampler import SamplerConfig, euler_sigmas, guided, sample_chunk
+from lbva.objectives.sampler import (
+    SamplerConfig,
+    denoise_actions,
+    denoise_video,
+    euler_sigmas,
+    guided,
+    integrate,
+    sample_chunk,
+)
 
 __all__ = [
     "FlowMatchingObjective",
     "FlowMatchingSchedule",
     "LossOutput",
     "SamplerConfig",
+    "denoise_actions",
+    "denoise_video",
     "euler_sigmas",
     "guided",
+    "integrate",
     "internal_to_paper",
     "interpolate",
     "inverse_shift",

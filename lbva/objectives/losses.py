@@ -171,7 +171,7 @@ class FlowMatchingObjective:
         out = model(
             noisy_video=xv, video_sigma=sv, noisy_actions=xa, action_sigma=sa, text=text,
             clean_video=clean, clean_video_sigma=clean_sigma, clean_actions=a0, chunk_size=chunk,
-            window=window, fdm=fdm,
+            window=window, fdm=fdm, frame_episode=batch.get("frame_episode"),  # packed batches (data.pack_tokens)
         )
         per_seq = self._video_loss(out.video, uv, self.video.weight(sv))  # (B,)
         l_inv = self._action_loss(out.actions, ua, self.action.weight(sa), mask)

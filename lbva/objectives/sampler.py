@@ -3,12 +3,14 @@
 Axis legend: B batch, C latent channels, Fh history latent frames, K frames of the chunk being
 generated, H, W latent height/width, N actions per latent frame, A action dim.
 
-Offline, full-sequence sampling through the model's teacher-forcing forward (``LingBotVA.forward``): the
-history sits in the clean copy, the chunk being generated in the noisy copy; the chunk-causal mask
-keeps the noisy chunk from seeing anything it must not. Video chunk c is integrated from σ = 1 down to
-``video_stop_sigma`` (partial denoising), then action chunk c from σ = 1 to 0, conditioned on that
-partially denoised video (passed as clean video with its σ). The streaming Policy does the same with a
-KV cache.
+One loop, :func:`integrate`, takes a chunk from noise along a σ grid; :func:`denoise_video` (σ = 1 down to
+``video_stop_sigma``, partial denoising) and :func:`denoise_actions` (σ = 1 to 0, unused channels kept at 0)
+set it up. The caller supplies only the velocity (:data:`Velocity`): :func:`sample_chunk` gets it from the
+model's teacher-forcing forward (``LingBotVA.forward``) over the whole sequence — the history in the clean
+copy, the chunk being generated in the noisy copy, the chunk-causal mask keeping the noisy chunk from seeing
+anything it must not — and the streaming policy (``lbva.inference``) from its KV cache. Video chunk c is
+integrated first, then action chunk c conditioned on that partially denoised video (passed as clean video
+with its σ).
 """
 
 from __future__ import annotations
@@ -25,20 +27,24 @@ from lbva.objectives.flow_matching import inverse_shift, shift_sigma
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    video_steps: int = 3
-    action_steps: int = 10
-    video_stop_sigma: float = 0.4  # paper: integrate video to s = 0.6
-    video_cfg: float = 5.0
-    action_cfg: float = 1.0
-    video_shift: float = 5.0
-    action_shift: float = 1.0
+    """What the sampler reads of a config, gathered in one place. No defaults of its own: the recipe's
+    ``inference`` and ``objective`` sections are the one source (build it with :meth:`from_config`)."""
+
+    video_steps: int
+    action_steps: int
+    video_stop_sigma: float
+    video_cfg: float
+    action_cfg: float
+    video_shift: float
+    action_shift: float
 
     @classmethod
     def from_config(cls, cfg) -> "SamplerConfig":
         """From an LbvaConfig: steps, stop σ and CFG from ``inference``, shifts from ``objective``."""
         i, o = cfg.inference, cfg.objective
-        return cls(i.video_steps, i.action_steps, i.video_stop_sigma, i.video_cfg, i.action_cfg,
-                   o.video_shift, o.action_shift)
+        return cls(video_steps=i.video_steps, action_steps=i.action_steps, video_stop_sigma=i.video_stop_sigma,
+                   video_cfg=i.video_cfg, action_cfg=i.action_cfg, video_shift=o.video_shift,
+                   action_shift=o.action_shift)
 
 
 def euler_sigmas(steps: int, shift: float, stop_sigma: float = 0.0, device=None) -> torch.Tensor:
@@ -85,6 +91,72 @@ def repeat_rows(x: torch.Tensor | None, r: int) -> torch.Tensor | None:
     return x.repeat(r, *([1] * (x.ndim - 1)))
 
 
+Velocity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``velocity(x, sigma, text) -> u``: the model's velocity for the chunk being denoised.
+
+``x`` is the chunk (B, ...), ``sigma`` (B, K) the σ of each of its latent frames (0 for fixed frames), ``text``
+(R·B, Lt, Dt) as :func:`guided` passes it; the answer has R·B rows (repeat ``x`` and ``sigma`` R times)."""
+
+
+def integrate(x: torch.Tensor, sigmas: torch.Tensor, velocity: Velocity, text: torch.Tensor,
+              null_text: torch.Tensor | None, scale: float, *, frame_dim: int, fixed: int = 0,
+              mask: torch.Tensor | None = None, always_batch: bool = False) -> torch.Tensor:
+    """Euler steps of ``x`` along ``sigmas`` (from :func:`euler_sigmas`) with guidance ``scale``.
+
+    The latent frames of ``x`` lie along ``frame_dim``; its first ``fixed`` frames stay as they are (σ = 0, a
+    zero step). ``mask`` (broadcast against ``x``) multiplies every step's result: unused action channels stay 0.
+    """
+    B, K = x.shape[0], x.shape[frame_dim]
+    frame_view = [B if d == 0 else K if d == frame_dim else 1 for d in range(x.ndim)]
+
+    def frame_sigmas(s: float) -> torch.Tensor:
+        sig = torch.full((B, K), s, device=x.device)
+        sig[:, :fixed] = 0.0
+        return sig
+
+    sig = frame_sigmas(float(sigmas[0]))
+    for s_next in sigmas[1:].tolist():
+        nxt = frame_sigmas(s_next)
+        u = guided(lambda t, x=x, sig=sig: velocity(x, sig, t), text, null_text, scale, always_batch)
+        x = x + (nxt - sig).view(frame_view) * u
+        if mask is not None:
+            x = x * mask
+        sig = nxt
+    return x
+
+
+def denoise_video(noise: torch.Tensor, velocity: Velocity, config: SamplerConfig, text: torch.Tensor,
+                  null_text: torch.Tensor | None = None, fixed: torch.Tensor | None = None,
+                  always_batch: bool = False) -> torch.Tensor:
+    """Video chunk (B, C, K, H, W) from noise at σ = 1 to ``config.video_stop_sigma`` (partial denoising).
+
+    ``fixed`` (B, C, k, H, W): real frames that replace the first k frames and stay at σ = 0."""
+    x = noise
+    k = 0 if fixed is None else fixed.shape[2]
+    if k:
+        x = noise.clone()
+        x[:, :, :k] = fixed
+    sig = euler_sigmas(config.video_steps, config.video_shift, config.video_stop_sigma)
+    return integrate(x, sig, velocity, text, null_text, config.video_cfg, frame_dim=2, fixed=k,
+                     always_batch=always_batch)
+
+
+def denoise_actions(noise: torch.Tensor, velocity: Velocity, config: SamplerConfig, text: torch.Tensor,
+                    null_text: torch.Tensor | None = None, used: torch.Tensor | None = None, zero_frames: int = 0,
+                    always_batch: bool = False) -> torch.Tensor:
+    """Action chunk (B, K, N, A) from noise at σ = 1 to 0.
+
+    ``used`` (A,) float: 0 for unused channels, which stay exactly 0; the first ``zero_frames`` latent frames
+    hold zero actions (chunk 0's conditioning frame)."""
+    x = noise if used is None else noise * used
+    if zero_frames:
+        x = x.clone()
+        x[:, :zero_frames] = 0.0
+    sig = euler_sigmas(config.action_steps, config.action_shift, 0.0)
+    return integrate(x, sig, velocity, text, null_text, config.action_cfg, frame_dim=1, fixed=zero_frames,
+                     mask=used, always_batch=always_batch)
+
+
 @torch.no_grad()
 def sample_chunk(
     model,
@@ -97,7 +169,8 @@ def sample_chunk(
     history_actions: torch.Tensor | None = None,  # (B, Fh, N, A)
     null_text: torch.Tensor | None = None,  # (Lt, Dt) or (B, Lt, Dt); zeros when None
     used_mask: torch.Tensor | None = None,  # (A,) bool; unused channels are kept at exactly 0
-    config: SamplerConfig = SamplerConfig(),
+    *,
+    config: SamplerConfig,
     generator: torch.Generator | None = None,
     always_batch_cfg: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,44 +188,37 @@ def sample_chunk(
     if history_actions.shape[1] != Fh:
         raise ValueError(f"history_actions has {history_actions.shape[1]} frames, history_video has {Fh}")
     used = torch.ones(A, device=dev) if used_mask is None else used_mask.to(dev, torch.float32)
-    F = Fh + K
     zeros_hist = torch.zeros(B, Fh, device=dev)
     clean_actions = torch.cat([history_actions * used, torch.zeros(B, K, N, A, device=dev)], dim=1)  # (B, F, N, A)
 
-    # video chunk: σ from 1 to stop
-    xv = torch.randn(B, C, K, H, W, generator=generator, device=dev)
-    clean_video = torch.cat([history_video, torch.zeros_like(xv)], dim=2)  # (B, C, F, H, W)
-    sig_v = euler_sigmas(config.video_steps, config.video_shift, config.video_stop_sigma, dev)
-    for s, s_next in zip(sig_v[:-1], sig_v[1:]):
-        vs = torch.cat([zeros_hist, torch.full((B, K), float(s), device=dev)], dim=1)  # (B, F)
-        noisy = torch.cat([history_video, xv], dim=2)  # history slots are ignored by the mask
+    # video chunk: σ from 1 to stop; the chunk's clean slots are empty, history slots of the noisy copy ignored
+    clean_video = torch.cat([history_video, torch.zeros(B, C, K, H, W, device=dev)], dim=2)  # (B, C, F, H, W)
 
-        def predict_video(t, noisy=noisy, vs=vs):
-            r = t.shape[0] // B
-            out = model(noisy_video=repeat_rows(noisy, r), video_sigma=repeat_rows(vs, r), noisy_actions=None, action_sigma=None,
-                        text=t, clean_video=repeat_rows(clean_video, r), clean_video_sigma=None,
-                        clean_actions=repeat_rows(clean_actions, r), chunk_size=K)
-            return out.video[:, :, Fh:]
+    def video_velocity(x, sigma, t):
+        r = t.shape[0] // B
+        out = model(noisy_video=repeat_rows(torch.cat([history_video, x], dim=2), r),
+                    video_sigma=repeat_rows(torch.cat([zeros_hist, sigma], dim=1), r), noisy_actions=None,
+                    action_sigma=None, text=t, clean_video=repeat_rows(clean_video, r), clean_video_sigma=None,
+                    clean_actions=repeat_rows(clean_actions, r), chunk_size=K)
+        return out.video[:, :, Fh:]
 
-        u = guided(predict_video, text, null_text, config.video_cfg, always_batch_cfg)
-        xv = xv + (s_next - s) * u
+    noise = torch.randn(B, C, K, H, W, generator=generator, device=dev)
+    xv = denoise_video(noise, video_velocity, config, text, null_text, always_batch=always_batch_cfg)
 
     # action chunk: σ from 1 to 0, seeing the partially denoised video at its σ
-    clean_video = torch.cat([history_video, xv], dim=2)
-    clean_sigma = torch.cat([zeros_hist, torch.full((B, K), config.video_stop_sigma, device=dev)], dim=1)  # (B, F)
-    xa = torch.randn(B, K, N, A, generator=generator, device=dev) * used
-    sig_a = euler_sigmas(config.action_steps, config.action_shift, 0.0, dev)
-    for s, s_next in zip(sig_a[:-1], sig_a[1:]):
-        as_ = torch.cat([zeros_hist, torch.full((B, K), float(s), device=dev)], dim=1)  # (B, F)
-        noisy_a = torch.cat([torch.zeros(B, Fh, N, A, device=dev), xa], dim=1)
+    seen_video = torch.cat([history_video, xv], dim=2)
+    seen_sigma = torch.cat([zeros_hist, torch.full((B, K), config.video_stop_sigma, device=dev)], dim=1)  # (B, F)
+    zero_actions = torch.zeros(B, Fh, N, A, device=dev)
 
-        def predict_actions(t, noisy_a=noisy_a, as_=as_):
-            r = t.shape[0] // B
-            out = model(noisy_video=None, video_sigma=None, noisy_actions=repeat_rows(noisy_a, r), action_sigma=repeat_rows(as_, r),
-                        text=t, clean_video=repeat_rows(clean_video, r), clean_video_sigma=repeat_rows(clean_sigma, r),
-                        clean_actions=repeat_rows(clean_actions, r), chunk_size=K)
-            return out.actions[:, Fh:]
+    def action_velocity(x, sigma, t):
+        r = t.shape[0] // B
+        out = model(noisy_video=None, video_sigma=None,
+                    noisy_actions=repeat_rows(torch.cat([zero_actions, x], dim=1), r),
+                    action_sigma=repeat_rows(torch.cat([zeros_hist, sigma], dim=1), r), text=t,
+                    clean_video=repeat_rows(seen_video, r), clean_video_sigma=repeat_rows(seen_sigma, r),
+                    clean_actions=repeat_rows(clean_actions, r), chunk_size=K)
+        return out.actions[:, Fh:]
 
-        u = guided(predict_actions, text, null_text, config.action_cfg, always_batch_cfg)
-        xa = (xa + (s_next - s) * u) * used
+    noise = torch.randn(B, K, N, A, generator=generator, device=dev)
+    xa = denoise_actions(noise, action_velocity, config, text, null_text, used, always_batch=always_batch_cfg)
     return xv, xa

@@ -267,20 +267,10 @@ def run_rollout(
     """
     from tqdm.auto import tqdm
 
-    from lbva.eval.env import check_observation
     from lbva.eval.safety import SafetyFilter
 
     spec = spec if spec is not None else arm.spec
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1; got {steps}")
-    fps = float(fps if fps is not None else spec.control_hz)
-    if not fps > 0:
-        raise ValueError(f"fps must be positive; got {fps}")
-    if max_failed_steps < 0:
-        raise ValueError(f"max_failed_steps must be >= 0; got {max_failed_steps}")
-    if policy_timeout is not None and not policy_timeout > 0:
-        raise ValueError(f"policy_timeout must be positive or None; got {policy_timeout}")
-    period = 1.0 / fps
+    period = 1.0 / _control_rate(spec, steps, fps, max_failed_steps, policy_timeout)
     safety = SafetyFilter(spec, max_delta=max_delta)
     guard = CommandGuard(safety, implausible_range)
     summary = RolloutSummary(prompt=prompt, dry_run=dry_run, steps_planned=int(steps))
@@ -296,15 +286,7 @@ def run_rollout(
         return _call_policy(caller, fn, args, period, poll, policy_timeout)
 
     try:
-        if not arm.is_connected:
-            arm.connect()
-        obs = arm.get_observation()
-        check_observation(obs, spec)
-        start = _hold_of(arm, obs)
-        if start is None:
-            logger.warning("cannot read the arm's position as an action: a broken first command holds the neutral one")
-        safety.reset(start)
-        ask(policy.reset, prompt)
+        obs = _connect_and_reset(arm, spec, safety, policy, prompt, ask)
         bar = tqdm(total=steps, desc="rollout" + (" (dry run)" if dry_run else ""), unit="step", disable=not progress)
         next_t = clock()
         for step in range(steps):
@@ -324,12 +306,7 @@ def run_rollout(
             if (why := poll()) is not None:  # pressed while the policy was thinking: this command is not sent
                 summary.stopped, summary.stop_reason = True, f"emergency stop: {why}"
                 break
-            if raised is None:
-                command, reasons = guard(raw)
-            else:
-                command, _ = safety.filter(safety.fallback())
-                reasons = [f"policy failed: {type(raised).__name__}: {raised}: holding the {safety._fallback_name()} "
-                           "command"]
+            command, reasons = guard(raw) if raised is None else _held_after_failure(safety, raised)
             failure = next((r for r in reasons if reason_kind(r) in FAILURE_KINDS), None)
             if failure is not None:
                 in_a_row += 1
@@ -342,21 +319,8 @@ def run_rollout(
             else:
                 in_a_row = 0
             if reasons:
-                summary.safety_events += 1
-                for r in reasons:
-                    summary.reasons[reason_kind(r)] += 1
-                    if len(summary.first_reasons) < max_logged_reasons:
-                        summary.first_reasons.append(f"step {step}: {r}")
-                logger.warning("step %d: safety: %s", step, "; ".join(reasons))
-            if dry_run:
-                logger.info("dry run step %d: would send %s", step, np.round(command, 4).tolist())
-                sent = command
-            else:
-                sent = np.asarray(arm.send_action(command), dtype=np.float32).reshape(-1)
-                summary.sent += 1
-                if sent.shape == command.shape and not np.allclose(sent, command, rtol=0, atol=1e-4):
-                    summary.robot_adjusted += 1
-                    logger.info("step %d: the robot sent %s instead of %s", step, sent.tolist(), command.tolist())
+                _note_safety_event(summary, step, reasons, max_logged_reasons)
+            sent = _send(arm, command, dry_run, summary, step)
             if callable(report_executed) and raised is None:  # a step the policy failed is not its action
                 report_executed(sent)
             if recorder is not None:
@@ -366,13 +330,7 @@ def run_rollout(
             bar.update(1)
             if summary.safety_events:
                 bar.set_postfix(safety=summary.safety_events)
-            next_t += period
-            delay = next_t - clock()
-            if delay > 0:
-                sleep(delay)
-            else:
-                summary.overruns += 1
-                next_t = clock()  # do not try to catch up with a burst of commands
+            next_t = _wait_for_next_period(next_t, period, summary, clock, sleep)
         else:
             summary.stop_reason = f"completed {steps} steps"
     except _Stop as e:
@@ -389,22 +347,104 @@ def run_rollout(
     finally:
         if bar is not None:
             bar.close()
-        try:
-            if not dry_run:
-                summary.hold_action = _hold_still(arm, safety)
-        finally:
-            try:
-                if recorder is not None:
-                    recorder.finalize()
-            finally:
-                if disconnect:
-                    _disconnect(arm)
+        _release_arm(arm, safety, recorder, summary, dry_run, disconnect)
         summary.duration_s = clock() - t_start
         if summary.stopped:
             logger.warning("rollout stopped: %s", summary.stop_reason)
     if error is not None:
         raise error
     return summary
+
+
+def _control_rate(spec: Any, steps: int, fps: float | None, max_failed_steps: int,
+                  policy_timeout: float | None) -> float:
+    """The control rate (``fps``, default the embodiment's), once :func:`run_rollout`'s settings are checked."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}")
+    fps = float(fps if fps is not None else spec.control_hz)
+    if not fps > 0:
+        raise ValueError(f"fps must be positive; got {fps}")
+    if max_failed_steps < 0:
+        raise ValueError(f"max_failed_steps must be >= 0; got {max_failed_steps}")
+    if policy_timeout is not None and not policy_timeout > 0:
+        raise ValueError(f"policy_timeout must be positive or None; got {policy_timeout}")
+    return fps
+
+
+def _connect_and_reset(arm: Any, spec: Any, safety: Any, policy: Any, prompt: str, ask: Callable[..., Any]) -> dict:
+    """Connect the arm, check its first observation, start the safety filter from the measured position and reset
+    the policy with the prompt; returns that first observation."""
+    from lbva.eval.env import check_observation
+
+    if not arm.is_connected:
+        arm.connect()
+    obs = arm.get_observation()
+    check_observation(obs, spec)
+    start = _hold_of(arm, obs)
+    if start is None:
+        logger.warning("cannot read the arm's position as an action: a broken first command holds the neutral one")
+    safety.reset(start)
+    ask(policy.reset, prompt)
+    return obs
+
+
+def _held_after_failure(safety: Any, raised: Exception) -> tuple[np.ndarray, list[str]]:
+    """The command held for a step whose policy call raised, and the reason."""
+    command, _ = safety.filter(safety.fallback())
+    why = f"policy failed: {type(raised).__name__}: {raised}: holding the {safety._fallback_name()} command"
+    return command, [why]
+
+
+def _note_safety_event(summary: RolloutSummary, step: int, reasons: list[str], max_logged_reasons: int) -> None:
+    """Count a step the safety layer changed, by reason kind, keep its first messages and log it."""
+    summary.safety_events += 1
+    for r in reasons:
+        summary.reasons[reason_kind(r)] += 1
+        if len(summary.first_reasons) < max_logged_reasons:
+            summary.first_reasons.append(f"step {step}: {r}")
+    logger.warning("step %d: safety: %s", step, "; ".join(reasons))
+
+
+def _send(arm: Any, command: np.ndarray, dry_run: bool, summary: RolloutSummary, step: int) -> np.ndarray:
+    """Send ``command`` (a dry run only logs it); returns what the robot really commanded."""
+    if dry_run:
+        logger.info("dry run step %d: would send %s", step, np.round(command, 4).tolist())
+        return command
+    sent = np.asarray(arm.send_action(command), dtype=np.float32).reshape(-1)
+    summary.sent += 1
+    if sent.shape == command.shape and not np.allclose(sent, command, rtol=0, atol=1e-4):
+        summary.robot_adjusted += 1
+        logger.info("step %d: the robot sent %s instead of %s", step, sent.tolist(), command.tolist())
+    return sent
+
+
+def _wait_for_next_period(next_t: float, period: float, summary: RolloutSummary, clock: Callable[[], float],
+                          sleep: Callable[[float], None]) -> float:
+    """Sleep until the next control period starts and return its start; an overrun restarts the schedule now."""
+    next_t += period
+    delay = next_t - clock()
+    if delay > 0:
+        sleep(delay)
+    else:
+        summary.overruns += 1
+        next_t = clock()  # do not try to catch up with a burst of commands
+    return next_t
+
+
+def _release_arm(arm: Any, safety: Any, recorder: Any, summary: RolloutSummary, dry_run: bool,
+                 disconnect: bool) -> None:
+    """However the loop ended: hold the arm still (not in a dry run), finalise the recording, disconnect; each step
+    runs even when the one before it raised."""
+    try:
+        if not dry_run:
+            summary.hold_action = _hold_still(arm, safety)
+    finally:
+        try:
+            if recorder is not None:
+                recorder.finalize()
+        finally:
+            if disconnect:
+                _disconnect(arm)
 
 
 def _hold_of(arm: Any, obs: dict) -> np.ndarray | None:

@@ -22,8 +22,17 @@ logger = logging.getLogger(__name__)
 
 
 def cache_dir(cfg) -> Path | None:
-    """The run's latent cache: ``data.cache_dir``, else ``DATASET/lbva_cache``; None without a dataset."""
+    """The run's latent cache: ``data.cache_dir``, else ``DATASET/lbva_cache``; None without a dataset. In a mixture
+    (``data.mixture``), the first cache of the run's own embodiment (``embodiment.name``): the exported policy drives
+    that robot, with that cache's statistics and encoders."""
     d = cfg.data
+    if d.mixture:
+        own = [e for e in d.mixture if (e.embodiment or cfg.embodiment.name) == cfg.embodiment.name]
+        if not own:
+            raise ValueError(f"data.mixture has no cache of embodiment.name={cfg.embodiment.name!r} (its embodiments: "
+                             f"{sorted({e.embodiment for e in d.mixture})}); the trained policy drives that embodiment "
+                             "and takes its statistics from its cache: add one, or set embodiment.name to one of them")
+        return Path(own[0].path)
     if d.cache_dir:
         return Path(d.cache_dir)
     return Path(d.dataset) / "lbva_cache" if d.dataset else None

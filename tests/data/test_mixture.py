@@ -168,3 +168,16 @@ def test_a_one_cache_mixture_draws_each_window_of_the_cache_once_per_epoch(two_c
     batches = list(mixture.train_dataloader())
     assert all((b["source"] == 0).all() for b in batches)
     assert all("source" not in b for b in single.train_dataloader())
+
+
+def test_a_mixture_run_exports_with_its_own_embodiments_cache(tmp_path):
+    """The policy a mixture run writes takes statistics and encoders from the cache of the run's embodiment."""
+    from lbva.config import load_config
+    from lbva.training.export import cache_dir
+
+    cfg = load_config("demo/metaworld", [f"data.mixture=[{{path: {tmp_path / 'a'}, embodiment: libero-franka}}, "
+                                         f"{{path: {tmp_path / 'b'}}}]"])
+    assert cache_dir(cfg) == tmp_path / "b"  # the entry without an embodiment is the run's own (metaworld-sawyer)
+    cfg.data.mixture = cfg.data.mixture[:1]
+    with pytest.raises(ValueError, match="embodiment.name='metaworld-sawyer'"):
+        cache_dir(cfg)

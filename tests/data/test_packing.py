@@ -170,3 +170,23 @@ def test_a_packed_batch_is_its_windows_concatenated(cache, mixture):
             assert int(batch["window_start"][i]) == item["window_start"]
             f0 += w.frames
         assert f0 == F
+
+
+def test_training_hands_a_packed_batch_its_episodes_to_the_model(cache):
+    """The objective passes a packed batch's ``frame_episode`` on: without it every window would see the others."""
+    from lbva.config.objective import ObjectiveConfig
+    from lbva.models.lingbot_va import ModelOutput
+    from lbva.objectives import FlowMatchingObjective
+
+    dm = LatentDataModule(cache, DataConfig(window_frames=3, pack_tokens=400), embodiment="metaworld-sawyer", seed=1)
+    dm.setup()
+    batch = next(b for b in dm.train_dataloader() if int(b["frame_episode"].max()) > 0)  # two windows or more
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def forward(self, **kw):
+            seen.update(kw)
+            return ModelOutput(video=torch.zeros_like(kw["noisy_video"]), actions=torch.zeros_like(kw["noisy_actions"]))
+
+    FlowMatchingObjective(ObjectiveConfig())(Recorder(), batch, torch.Generator().manual_seed(0))
+    assert torch.equal(seen["frame_episode"], batch["frame_episode"])

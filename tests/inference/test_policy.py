@@ -59,7 +59,7 @@ def test_long_session_keeps_its_cache_within_the_window(stack):
     src = FrameSource(seed=4)
     policy.reset("reach")
     actions = policy.predict_action_chunk(src.obs(0))
-    cache = policy._session.cache
+    cache = policy.predictor.session.cache
     sizes, buffers = [], None
     for c in range(1, 8):
         policy.observe(src.obs(c)["observation.images.corner"][None].repeat(policy.feedback_frames(c - 1), 0), actions)
@@ -71,7 +71,7 @@ def test_long_session_keeps_its_cache_within_the_window(stack):
     assert max(sizes) <= cache.capacity == 2 * (video_tokens + action_tokens)  # (3 + 1) // 2 chunks
     assert sizes[-1] == sizes[-4]  # steady state
     assert {t[0] for t in cache.tags()} == {6, 7}  # only the last chunks remain
-    assert {e.chunk for e in policy._session.entries()} == {6, 7}
+    assert {e.chunk for e in policy.predictor.session.entries()} == {6, 7}
 
 
 def test_streaming_policy_equals_offline_full_sequence_sampler(stack):
@@ -84,8 +84,8 @@ def test_streaming_policy_equals_offline_full_sequence_sampler(stack):
     first = policy.predict_action_chunk(src.obs(0))
     keyframes = np.stack([src.obs(N)["observation.images.corner"]])
     policy.observe(keyframes, first)
-    hist = {e.modality: e.value for e in policy._session.entries()}
-    g = torch.Generator().set_state(policy._generator.get_state())
+    hist = {e.modality: e.value for e in policy.predictor.session.entries()}
+    g = torch.Generator().set_state(policy.predictor.generator.get_state())
     second = policy.predict_action_chunk()
     used = torch.as_tensor(np.array(stack["spec"].used_mask))
     video, actions = sample_chunk(
@@ -104,17 +104,17 @@ def _with_imagined_offset(monkeypatch, policy, chunk, offset=2.0):
     see of this chunk's imagination changes."""
     from lbva.inference.session import Entry
 
-    original = policy._decode_actions
+    original = policy.predictor.decode_actions
 
     def patched(c, zero_first):
         a = original(c, zero_first)
         if c == chunk:
-            e = next(e for e in policy._session.entries() if e.chunk == c and e.modality == "video")
+            e = next(e for e in policy.predictor.session.entries() if e.chunk == c and e.modality == "video")
             assert e.imagined
-            policy._session.write(Entry(c, "video", e.value + offset, e.sigma, True))
+            policy.predictor.session.write(Entry(c, "video", e.value + offset, e.sigma, True))
         return a
 
-    monkeypatch.setattr(policy, "_decode_actions", patched)
+    monkeypatch.setattr(policy.predictor, "decode_actions", patched)
 
 
 @pytest.mark.parametrize("mode, real_matters, imagined_matters", [

@@ -95,7 +95,7 @@ def test_closed_loop_history_holds_the_offline_encoding_of_every_frame_seen(wan_
         policy.select_action({CAM: frames[t], "observation.state": np.zeros(4, np.float32)})
         seen.append(frames[t])  # the first frame conditions chunk 0; then one frame after each action
     policy.close()
-    real = sorted((e for e in policy._session.entries() if e.modality == "video" and not e.imagined),
+    real = sorted((e for e in policy.predictor.session.entries() if e.modality == "video" and not e.imagined),
                   key=lambda e: e.chunk)
     assert [e.chunk for e in real] == [0, 1]
     history = torch.cat([e.value for e in real], 2)  # (1, C, 4, h, w)
@@ -144,7 +144,7 @@ def test_latent_tiling_encodes_each_camera_on_its_own_stream(wan_policy_parts):
     for t in range(4 + 8 + 1):
         policy.select_action({"observation.images.left": left[t], "observation.images.right": right[t]})
     policy.close()
-    real = sorted((e for e in policy._session.entries() if e.modality == "video" and not e.imagined), key=lambda e: e.chunk)
+    real = sorted((e for e in policy.predictor.session.entries() if e.modality == "video" and not e.imagined), key=lambda e: e.chunk)
     history = torch.cat([e.value for e in real], 2)  # (1, C, 4, 8, 16)
     want = torch.cat([wan.encode(left[None, :13]), wan.encode(right[None, :13])], dim=-1)
     torch.testing.assert_close(history, want, rtol=1e-5, atol=1e-5)

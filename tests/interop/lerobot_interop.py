@@ -19,7 +19,7 @@ TINY = dict(num_layers=2, num_attention_heads=2, attention_head_dim=24, ffn_dim=
 
 
 def tiny_arch(in_channels: int = 16):
-    from lbva.models.lingbot_va import ArchConfig
+    from lbva.config.model import ArchConfig
 
     return ArchConfig(**TINY, in_channels=in_channels, layout="shared")
 

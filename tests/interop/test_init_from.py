@@ -216,9 +216,8 @@ def test_the_post_training_recipes_fit_the_released_5b_checkpoint(recipe):
     """Every post-training recipe names the released base as init_from: its model section must describe it."""
     from lbva.models import build_model
     from lbva.models.checkpoints import arch_conflicts, arch_from_released_config
-    from lbva.models.lingbot_va import arch_from_model_config
 
     with torch.device("meta"):
         released = build_model(load_config(None, ["model.size=wan2.2-5b", "model.layout=shared"]).model)
     have = arch_from_released_config(released_config(released))
-    assert arch_conflicts(arch_from_model_config(load_config(recipe).model), have) == []
+    assert arch_conflicts(load_config(recipe).model.arch(), have) == []

@@ -12,7 +12,8 @@ from lerobot_interop import EMBODIMENT, make_wan_root, slot_stats, tiny_model
 from lbva.cli import main
 from lbva.config import LbvaConfig, load_config
 from lbva.inference import load_policy, save_policy
-from lbva.interop.lerobot import HINT_NAME, LeRobotFolderError, export_lerobot
+from lbva.interop.lerobot_export import export_lerobot
+from lbva.interop.lerobot_folder import HINT_NAME, LeRobotFolderError
 
 
 def _config(root):
@@ -190,7 +191,7 @@ def test_a_released_transformer_on_robotwin_round_trips_through_lerobot(tmp_path
 def test_policy_from_pretrained_takes_a_local_wan_path_for_a_hub_id(lbva_policy, tmp_path):
     """A LeRobot folder naming its Wan weights by hub id loads when the caller points at a local copy."""
     from lbva.inference import Policy
-    from lbva.interop.lerobot import LeRobotFolderError
+    from lbva.interop.lerobot_folder import LeRobotFolderError
 
     base, _, _ = lbva_policy
     export_lerobot(base / "policy", tmp_path / "lr", progress=False)

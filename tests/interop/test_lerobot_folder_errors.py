@@ -8,7 +8,8 @@ from lerobot_interop import lerobot_config, save_lerobot_policy
 from safetensors.torch import load_file, save_file
 
 from lbva.inference import PolicyFolderError, load_policy
-from lbva.interop.lerobot import LeRobotFolderError, is_lerobot_folder, load_lerobot_policy, read_lerobot_folder
+from lbva.interop.lerobot import is_lerobot_folder, load_lerobot_policy
+from lbva.interop.lerobot_folder import LeRobotFolderError, read_lerobot_folder
 
 
 @pytest.fixture(scope="module")

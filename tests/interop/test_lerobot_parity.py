@@ -17,7 +17,9 @@ import pytest
 import torch
 from lerobot_interop import EMBODIMENT, lerobot_config, save_lerobot_policy, slot_stats, tiny_model
 
-from lbva.interop.lerobot import export_lerobot, lerobot_model, read_lerobot_folder
+from lbva.interop.lerobot import lerobot_model
+from lbva.interop.lerobot_export import export_lerobot
+from lbva.interop.lerobot_folder import read_lerobot_folder
 from lbva.models.attention import AttentionWindow
 
 K, N, A, H, W = 2, 4, 30, 4, 6
@@ -333,9 +335,9 @@ def test_lerobot_policy_predicts_the_chunks_lbva_policy_predicts(tmp_path, monke
     monkeypatch.setattr(torch, "randn", real_randn)
 
     cap = attn_window // 2
-    assert held == pol._session.cache.size  # the two caches hold as many tokens
+    assert held == pol.predictor.session.cache.size  # the two caches hold as many tokens
     if chunks > cap + 1:  # both full (8 video + 8 action tokens a chunk) and chunk 0 gone: past eviction
-        assert held == cap * (8 + K * N) and min(t[0] for t in pol._session.cache.tags()) > 0
+        assert held == cap * (8 + K * N) and min(t[0] for t in pol.predictor.session.cache.tags()) > 0
     for c, (a, b) in enumerate(zip(ours, theirs)):
         assert a.shape == b.shape == ((K - 1 if c == 0 else K) * N, 4)
         torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=1e-4, atol=1e-4,

@@ -16,7 +16,7 @@ from lerobot_interop import EMBODIMENT
 
 from lbva.data.stats import action_quantiles
 from lbva.embodiment import get_embodiment, normalize
-from lbva.interop.lerobot import stats_to_native, stats_to_slots
+from lbva.interop.lerobot_stats import stats_to_native, stats_to_slots
 
 
 def _lerobot(episodes):

@@ -153,3 +153,39 @@ def test_flex_block_mask_skips_exactly_the_empty_blocks(fdm, window):
     assert torch.equal(full[: L // qb, : L // kb], whole[: L // qb, : L // kb])
     assert full.any() or window is not None  # without a window, whole blocks exist and run unmasked
     assert (~listed).sum() > 0  # the table really has empty blocks here
+
+
+def _full_attention(q, k, v):
+    return torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+
+def _layer_inputs(model, lengths, seed=0):
+    """One hidden state, modulation and RoPE per expert (video, action); None where ``lengths`` has None."""
+    g = torch.Generator().manual_seed(seed)
+    widths = (model.arch.dim, model.arch.action_width)
+    xs, mods, ropes = [None, None], [None, None], [None, None]
+    for e, (L, d) in enumerate(zip(lengths, widths)):
+        if L is not None:
+            xs[e] = torch.randn(1, L, d, generator=g)
+            mods[e] = torch.randn(1, L, 6, d, generator=g) * 0.1
+            ang = torch.rand(L, model.arch.attention_head_dim // 2, generator=g)
+            ropes[e] = (ang.cos(), ang.sin())
+    text_kv = model.text_context(torch.randn(1, 5, DT, generator=g))[0]
+    return xs, mods, ropes, text_kv
+
+
+def test_a_layer_takes_one_hidden_state_per_expert_and_none_for_an_absent_one(mot):
+    shared = tiny_model("shared")
+    assert shared._experts(0)[1] is None  # shared: the action tokens use the video expert's blocks
+    assert mot._experts(0) == (mot.blocks[0], mot.action_blocks[0])
+    with torch.no_grad():
+        for model, lengths in ((shared, (6, None)), (mot, (6, None)), (mot, (None, 4)), (mot, (6, 4))):
+            xs, mods, ropes, tkv = _layer_inputs(model, lengths)
+            out = model._layer(0, xs, mods, ropes, tkv, _full_attention, None)
+            assert [None if y is None else y.shape for y in out] == [None if x is None else x.shape for x in xs]
+        # the experts meet in one attention: the action expert's tokens change the video expert's output
+        xs, mods, ropes, tkv = _layer_inputs(mot, (6, 4))
+        both = mot._layer(0, xs, mods, ropes, tkv, _full_attention, None)
+        alone = mot._layer(0, [xs[0], None], mods[:1] + [None], ropes[:1] + [None], tkv, _full_attention, None)
+    assert not torch.allclose(both[0], alone[0])

@@ -31,7 +31,8 @@ def test_sampler_is_deterministic_for_a_seed_and_respects_chunk_history():
     model = StandInVA()
     text = torch.randn(1, 3, 4)
     hist_v, hist_a = torch.randn(1, 2, 2, 2, 2), torch.randn(1, 2, 2, 30)
-    sc = SamplerConfig(video_steps=3, action_steps=4, video_stop_sigma=0.4, video_cfg=2.0, action_cfg=1.5)
+    sc = SamplerConfig(video_steps=3, action_steps=4, video_stop_sigma=0.4, video_cfg=2.0, action_cfg=1.5,
+                       video_shift=5.0, action_shift=1.0)
     run = lambda seed: sample_chunk(model, text, 2, (2, 2, 2), 2, history_video=hist_v, history_actions=hist_a,
                                     config=sc, generator=torch.Generator().manual_seed(seed))
     v1, a1 = run(7)

@@ -154,7 +154,7 @@ class LBVAConfig(PreTrainedConfig):
     def _fill_from_embodiment(self) -> None:
         """Take the robot fields from the registered embodiment; a differing explicit value is an error."""
         from lbva.embodiment import get_embodiment
-        from lbva.interop.lerobot import native_slot_map
+        from lbva.interop.lerobot_stats import native_slot_map
 
         spec = get_embodiment(self.embodiment)  # an unknown name raises a KeyError listing the registered ones
         try:

@@ -362,7 +362,7 @@ class LBVAPolicy(PreTrainedPolicy):
         own embodiment, with LeRobot's action statistics converted to slot units."""
         from lbva.embodiment import get_embodiment
         from lbva.inference import save_policy
-        from lbva.interop.lerobot import stats_to_slots
+        from lbva.interop.lerobot_stats import stats_to_slots
 
         if self.config.embodiment is None:
             raise ValueError("lbva loads policies of registered embodiments only: train with --policy.embodiment=NAME "

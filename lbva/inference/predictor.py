@@ -1,0 +1,114 @@
+"""One episode's world-model state and chunk prediction: the history session, the sampling noise, FDM grounding.
+
+Axis legend: C latent channels, K latent frames per chunk, h/w latent pixels, N actions per latent frame,
+A = 30 unified slots.
+
+Chunk c covers latent frames [c·K, (c+1)·K); chunk 0 starts with the conditioning frame (the first observation,
+fixed at σ = 0, its actions zero, as the released model does). :meth:`ChunkPredictor.predict` denoises the video
+chunk to ``video_stop_sigma``, writes that imagined video into the session's history, then denoises the action
+chunk seeing it, with the sampler's loop (:mod:`lbva.objectives.sampler`) and the session's velocity.
+:meth:`ChunkPredictor.commit` replaces an imagined chunk with the real one; :meth:`ChunkPredictor.ground`
+re-imagines a chunk from its first real frames and the actions sent (forward dynamics).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lbva.inference.session import Entry, RecomputeSession
+from lbva.models.attention import AttentionWindow
+from lbva.objectives.sampler import SamplerConfig, denoise_actions, denoise_video
+
+
+class ChunkPredictor:
+    """Predicts chunk after chunk against one episode's history (a :class:`~lbva.inference.session.Session`)."""
+
+    def __init__(self, model, sampler: SamplerConfig, chunk_frames: int, actions_per_frame: int, action_dim: int,
+                 used: torch.Tensor, window: AttentionWindow, device: torch.device, session_kind: str = "cached"):
+        self.model = model
+        self.sampler = sampler
+        self.K, self.N, self.A = chunk_frames, actions_per_frame, action_dim
+        self.used = used  # (A,) float: 0 for unused slots
+        self.window = window
+        self.device = device
+        self.session_kind = session_kind
+        self.reset(0)
+
+    def reset(self, seed: int) -> None:
+        """Forget the episode: no history yet, noise from ``seed``."""
+        self.session = None
+        self.text: torch.Tensor | None = None
+        self.null: torch.Tensor | None = None
+        self.latent_shape: tuple[int, int, int] | None = None
+        self.cond_latent: torch.Tensor | None = None
+        self.next_chunk = 0  # next chunk to predict
+        self.observed = -1  # last chunk whose real observations are in the history
+        self.imagined_video: dict[int, torch.Tensor] = {}
+        self.pending: dict[int, torch.Tensor] = {}  # predicted normalised actions per chunk (1, K, N, A)
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.generator = torch.Generator(device="cpu").manual_seed(int(seed))
+
+    def start(self, cond_latent: torch.Tensor, text: torch.Tensor, null: torch.Tensor | None) -> None:
+        """Open the episode's history: ``cond_latent`` (1, C, 1, h, w) is the first observation."""
+        from lbva.inference.cached_session import CachedSession
+
+        self.latent_shape = tuple(cond_latent.shape[i] for i in (1, 3, 4))
+        self.cond_latent = cond_latent
+        self.text, self.null = text, null
+        kind = RecomputeSession if self.session_kind == "recompute" else CachedSession
+        self.session = kind(self.model, self.K, self.latent_shape, (self.N, self.A), window=self.window)
+        self.session.set_text(text, null)
+
+    def frame_sigmas(self, sigma: float, fixed: int) -> torch.Tensor:
+        """(1, K) σ of a chunk's latent frames: ``sigma``, the first ``fixed`` (real) frames at 0."""
+        s = torch.full((1, self.K), float(sigma), device=self.device)
+        s[:, :fixed] = 0.0
+        return s
+
+    @torch.no_grad()
+    def imagine_video(self, c: int, fixed: torch.Tensor | None, fdm: bool = False) -> torch.Tensor:
+        """Denoise video chunk c to the stop σ; ``fixed`` (1, C, k, h, w) real frames stay at σ = 0."""
+        C, h, w = self.latent_shape
+        noise = torch.randn(1, C, self.K, h, w, generator=self.generator).to(self.device)
+        return denoise_video(noise, lambda x, sigma, t: self.session.velocity(c, "video", x, sigma, t, fdm=fdm),
+                             self.sampler, self.text, self.null, fixed)
+
+    @torch.no_grad()
+    def decode_actions(self, c: int, zero_first: bool) -> torch.Tensor:
+        """Denoise action chunk c from σ = 1 to 0 (inverse dynamics: it sees video chunk c); (1, K, N, A)."""
+        noise = torch.randn(1, self.K, self.N, self.A, generator=self.generator).to(self.device)
+        return denoise_actions(noise, lambda x, sigma, t: self.session.velocity(c, "actions", x, sigma, t),
+                               self.sampler, self.text, self.null, self.used, zero_frames=1 if zero_first else 0)
+
+    def _write_imagined_video(self, c: int, fixed: torch.Tensor | None, fdm: bool) -> None:
+        k = 0 if fixed is None else fixed.shape[2]
+        video = self.imagine_video(c, fixed, fdm=fdm)
+        self.imagined_video[c] = video
+        self.session.write(Entry(c, "video", video, self.frame_sigmas(self.sampler.video_stop_sigma, k), True))
+
+    def predict(self, c: int, fixed: torch.Tensor | None = None) -> torch.Tensor:
+        """Imagine video chunk c, write it, decode its actions, write them; returns (1, K, N, A) normalised."""
+        self._write_imagined_video(c, fixed, fdm=False)
+        actions = self.decode_actions(c, zero_first=(c == 0))
+        self.session.write(Entry(c, "actions", actions, torch.zeros(1, self.K, device=self.device), True))
+        self.pending[c] = actions
+        self.next_chunk = max(self.next_chunk, c + 1)
+        return actions
+
+    def ground(self, c: int, fixed: torch.Tensor | None, sent: torch.Tensor) -> None:
+        """FDM grounding: chunk c's imagined video is re-imagined from its real frames so far (``fixed``,
+        (1, C, k, h, w)) and the actions sent (``sent``, (1, K, N, A)), which replace the predicted ones."""
+        self.session.drop(c, imagined_only=True)
+        self.session.write(Entry(c, "actions", sent, torch.zeros(1, self.K, device=self.device), False))
+        self._write_imagined_video(c, fixed, fdm=True)
+
+    def commit(self, c: int, latents: torch.Tensor, actions: torch.Tensor) -> None:
+        """Chunk c really happened: its video ``latents`` (1, C, K, h, w) and ``actions`` replace the imagined ones."""
+        self.session.drop(c, imagined_only=True)
+        self.session.write(Entry(c, "video", latents, torch.zeros(1, self.K, device=self.device), False))
+        self.session.write(Entry(c, "actions", actions, torch.zeros(1, self.K, device=self.device), False))
+        self.imagined_video.pop(c, None)
+        self.pending.pop(c, None)
+        self.observed = c
