@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "2 untimed warm-up runs")
 
 
+HISTORIES = (4, 16, 32)  # history chunks of the cache and closed-loop keys
 MIN_REPEATS = 5  # timed repeats of every measurement, whatever --repeats or --quick ask for
 
 
@@ -95,23 +96,26 @@ def mcfg_in(cfg) -> int:
     return arch_from(cfg).in_channels
 
 
-def run(args: argparse.Namespace) -> int:
+def _stand_in_arch(quick: bool):
+    """The model the cache and MFU keys time: tiny with ``--quick``, else 4 layers of width 256."""
+    from lbva.models.lingbot_va import ArchConfig
+
+    if quick:
+        return ArchConfig(num_layers=2, num_attention_heads=2, attention_head_dim=32, ffn_dim=256, in_channels=16,
+                          text_dim=64, freq_dim=32)
+    return ArchConfig(num_layers=4, num_attention_heads=4, attention_head_dim=64, ffn_dim=1024, in_channels=16,
+                      text_dim=64, freq_dim=64)
+
+
+def _text(dev):
     import torch
-    from tqdm import tqdm
 
-    from lbva.errors import CLIError
-    from lbva.models.lingbot_va import ArchConfig, LingBotVA
+    return torch.randn(1, 16, 64, generator=torch.Generator().manual_seed(16)).to(dev)
 
-    dev = torch.device(args.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError("--device cuda asked for, but torch sees no GPU; use --device cpu")
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    quick = args.quick
-    reps = args.repeats or MIN_REPEATS
-    results: dict = {"device": str(dev), "quick": quick, "load_average_start": load_average()}
-    bar = tqdm(total=4, desc="lbva bench model", disable=None)
 
-    # ---- 1. video stream vs diffusers, identical config and weights
+def video_stream_vs_diffusers(dev, quick: bool, reps: int, sync) -> dict:
+    """fwd+bwd of lbva's video stream / diffusers' WanTransformer3DModel, identical config and weights."""
+    import torch
     from diffusers import WanTransformer3DModel
 
     from lbva.models.checkpoints import load_diffusers_wan
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     ref = ref.to(dev)
     F_, S = (2, 16) if quick else (4, 16)
     x = torch.randn(1, 16, F_, S, S, device=dev)
-    text = torch.randn(1, 16, 64, device=dev)
+    text = _text(dev)
     sigma = torch.rand(1, F_, device=dev)
     t_tok = (sigma * 1000).repeat_interleave((S // 2) ** 2, dim=1)
 
@@ -137,19 +141,20 @@ def run(args: argparse.Namespace) -> int:
         ours.zero_grad(set_to_none=True)
         ours(noisy_video=x, video_sigma=sigma, text=text, chunk_size=F_).video.square().mean().backward()
 
-    results["video_stream_vs_diffusers"] = _ratio_entry(_pair_stats(our_step, ref_step, reps, sync), "lbva",
-                                                        "diffusers")
-    bar.update()
+    return _ratio_entry(_pair_stats(our_step, ref_step, reps, sync), "lbva", "diffusers")
 
-    # ---- 2. KV cache vs recompute
-    arch = ArchConfig(num_layers=2, num_attention_heads=2, attention_head_dim=32, ffn_dim=256, in_channels=16,
-                      text_dim=64, freq_dim=32) if quick else \
-        ArchConfig(num_layers=4, num_attention_heads=4, attention_head_dim=64, ffn_dim=1024, in_channels=16,
-                   text_dim=64, freq_dim=64)
-    m = LingBotVA(arch).to(dev).eval()
+
+def kv_cache_vs_recompute(dev, quick: bool, reps: int, sync) -> dict:
+    """{history chunks: one action query through the KV cache / the same query recomputing the whole history}."""
+    import torch
+
+    from lbva.models.lingbot_va import LingBotVA
+
+    m = LingBotVA(_stand_in_arch(quick)).to(dev).eval()
+    text = _text(dev)
     K, N, h = 1, 4, 4
     kv = {}
-    for hist in (4, 16, 32):
+    for hist in HISTORIES:
         Fh = hist * K
         g = torch.Generator().manual_seed(hist)
         video = torch.randn(1, 16, Fh + K, 2 * h, 2 * h, generator=g).to(dev)
@@ -171,18 +176,24 @@ def run(args: argparse.Namespace) -> int:
                   chunk_size=K)  # the whole history again; only the last chunk's velocity is needed
 
             kv[str(hist)] = _ratio_entry(_pair_stats(cached, recompute, reps, sync), "cache", "recompute")
-    results["kv_cache_vs_recompute"] = kv
-    bar.update()
+    return kv
 
-    # ---- 3. training-step MFU against the measured matmul peak
+
+def train_step_mfu(dev, quick: bool, reps: int, sync) -> dict:
+    """Achieved FLOP/s of a training fwd+bwd / this machine's matmul peak measured in the same run."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
+
+    from lbva.models.lingbot_va import LingBotVA
 
     n = 1024 if quick else 2048
     a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     t_mm = _time(lambda: a @ b, reps, sync)
     peak = 2 * n**3 / t_mm
+    arch = _stand_in_arch(quick)
     tm = LingBotVA(arch).to(dev).train()
-    Ft = 4
+    text = _text(dev)
+    Ft, N, h = 4, 4, 4
     batch = dict(noisy_video=torch.randn(1, 16, Ft, 2 * h, 2 * h, device=dev), video_sigma=torch.rand(1, Ft, device=dev),
                  noisy_actions=torch.randn(1, Ft, N, 30, device=dev), action_sigma=torch.rand(1, Ft, device=dev),
                  text=text, clean_video=torch.randn(1, 16, Ft, 2 * h, 2 * h, device=dev),
@@ -202,20 +213,23 @@ def run(args: argparse.Namespace) -> int:
     attn_flops += 3 * 4 * L * 16 * arch.dim * arch.num_layers if not sdpa_counted else 0  # text cross-attention
     flops = counted + attn_flops
     t_step = _time(train_step, reps, sync)
-    results["train_step_mfu"] = {"mfu": flops / t_step / peak, "achieved_flops": flops / t_step,
-                                 "peak_matmul_flops": peak, "step_s": t_step, "step_flops": flops,
-                                 "attention_flops_added": attn_flops}
-    bar.update()
+    return {"mfu": flops / t_step / peak, "achieved_flops": flops / t_step, "peak_matmul_flops": peak,
+            "step_s": t_step, "step_flops": flops, "attention_flops_added": attn_flops}
 
-    # ---- 4. model.compile: the same model and weights with its blocks compiled, forward only
-    from dataclasses import replace as _replace
+
+def compiled_vs_eager(dev, quick: bool, reps: int, sync) -> dict:
+    """Forward of the same model and weights with its blocks compiled / eager, after a first call that compiles."""
+    from dataclasses import replace
+
+    import torch
 
     from lbva.config import load_config
+    from lbva.models.lingbot_va import LingBotVA
 
     mcfg = load_config(None, ["model.size=tiny" if quick else "model.size=small"]).model
     torch.manual_seed(0)
     eager_m = LingBotVA(arch_from(mcfg), config=mcfg).to(dev).eval()
-    compiled_m = LingBotVA(arch_from(mcfg), config=_replace(mcfg, compile=True)).to(dev).eval()
+    compiled_m = LingBotVA(arch_from(mcfg), config=replace(mcfg, compile=True)).to(dev).eval()
     compiled_m.load_state_dict(eager_m.state_dict())
     g = torch.Generator().manual_seed(4)
     Fc = 2
@@ -232,25 +246,67 @@ def run(args: argparse.Namespace) -> int:
         ref_out = eager_m(**cin, chunk_size=1)
         err = float((same.video - ref_out.video).abs().max())
         st = _pair_stats(lambda: compiled_m(**cin, chunk_size=1), lambda: eager_m(**cin, chunk_size=1), reps, sync)
-    results["compiled_vs_eager"] = {**_ratio_entry(st, "compiled", "eager"), "first_call_s": compile_s,
-                                    "max_abs_difference": err, "size": mcfg.size}
-    bar.close()
+    return {**_ratio_entry(st, "compiled", "eager"), "first_call_s": compile_s, "max_abs_difference": err,
+            "size": mcfg.size}
 
-    results["load_average_end"] = load_average()
-    r = results["video_stream_vs_diffusers"]
+
+KEYS = {"video_stream_vs_diffusers": video_stream_vs_diffusers, "kv_cache_vs_recompute": kv_cache_vs_recompute,
+        "train_step_mfu": train_step_mfu, "compiled_vs_eager": compiled_vs_eager}
+
+def video_stream_lines(r: dict) -> list[str]:
+    return [f"video_stream_vs_diffusers: {r['ratio']:.2f}× ({r['ratio_min']:.2f}×) diffusers' time "
+            "(fwd+bwd, same config and weights)"]
+
+
+def kv_cache_lines(entries: dict) -> list[str]:
+    return [f"kv_cache_vs_recompute[{k} chunks]: {v['ratio']:.3f}× ({v['ratio_min']:.3f}×) the recompute time"
+            for k, v in entries.items()]
+
+
+def mfu_lines(r: dict) -> list[str]:
+    return [f"train_step_mfu: {100 * r['mfu']:.1f}% of the measured matmul peak ({r['peak_matmul_flops'] / 1e9:.0f} "
+            "GFLOP/s)"]
+
+
+def compiled_lines(c: dict) -> list[str]:
+    return [f"compiled_vs_eager[{c['size']}]: {c['ratio']:.2f}× ({c['ratio_min']:.2f}×) the eager forward time "
+            f"(first call, compiling: {c['first_call_s']:.1f} s; largest output difference "
+            f"{c['max_abs_difference']:.1e})"]
+
+
+KEY_LINES = {"video_stream_vs_diffusers": video_stream_lines, "kv_cache_vs_recompute": kv_cache_lines,
+             "train_step_mfu": mfu_lines, "compiled_vs_eager": compiled_lines}
+
+
+def report_lines(results: dict) -> list[str]:
+    """The printed summary of :func:`run`'s results: load, then one block per key."""
     lines = [f"load average (1/5/15 min) at start {results['load_average_start']}, at end {results['load_average_end']}; "
-             f"ratios of medians (of minima) over {r['repeats']} interleaved repeats after 2 warm-up runs",
-             f"video_stream_vs_diffusers: {r['ratio']:.2f}× ({r['ratio_min']:.2f}×) diffusers' time "
-             "(fwd+bwd, same config and weights)"]
-    for k, v in kv.items():
-        lines.append(f"kv_cache_vs_recompute[{k} chunks]: {v['ratio']:.3f}× ({v['ratio_min']:.3f}×) the recompute time")
-    r = results["train_step_mfu"]
-    lines.append(f"train_step_mfu: {100 * r['mfu']:.1f}% of the measured matmul peak ({r['peak_matmul_flops'] / 1e9:.0f} GFLOP/s)")
-    c = results["compiled_vs_eager"]
-    lines.append(f"compiled_vs_eager[{c['size']}]: {c['ratio']:.2f}× ({c['ratio_min']:.2f}×) the eager forward time "
-                 f"(first call, compiling: "
-                 f"{c['first_call_s']:.1f} s; largest output difference {c['max_abs_difference']:.1e})")
-    for line in lines:
+             f"ratios of medians (of minima) over {results['video_stream_vs_diffusers']['repeats']} interleaved "
+             "repeats after 2 warm-up runs"]
+    for key, key_lines in KEY_LINES.items():
+        lines += key_lines(results[key])
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from lbva.errors import CLIError
+
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError("--device cuda asked for, but torch sees no GPU; use --device cpu")
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    reps = args.repeats or MIN_REPEATS
+    results: dict = {"device": str(dev), "quick": args.quick, "load_average_start": load_average()}
+    with tqdm(total=len(KEYS), desc="lbva bench model", disable=None) as bar:
+        for key, measure in KEYS.items():
+            bar.set_postfix_str(key)
+            results[key] = measure(dev, args.quick, reps, sync)
+            bar.update()
+    results["load_average_end"] = load_average()
+    for line in report_lines(results):
         print(line)  # noqa: T201 — CLI output
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
