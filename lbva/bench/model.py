@@ -1,4 +1,5 @@
-"""Model speed: our video stream vs diffusers' Wan, KV cache vs recompute, train-step MFU, compiled vs eager.
+"""Model speed: our video stream vs diffusers' Wan, KV cache vs recompute, train-step MFU, compiled vs eager, lbva's
+closed-loop chunk vs LeRobot's lingbot_va.
 
 Every number is a ratio of two timings taken in the same run on the same machine:
 
@@ -7,9 +8,15 @@ Every number is a ratio of two timings taken in the same run on the same machine
 * ``kv_cache_vs_recompute``: time of one action-chunk query through the KV cache / the same query recomputing
   the whole history in a full masked forward, for 4, 16, 32 history chunks.
 * ``train_step_mfu``: achieved FLOP/s of a training fwd+bwd (FlopCounterMode's matmul FLOPs plus the attention
-  FLOPs counted by hand) / this machine's matmul peak measured in the same run.
+  FLOPs counted by hand) / this machine's matmul peak measured in the same run, on the cache key's stand-in model.
 * ``compiled_vs_eager``: forward time with ``model.compile=true`` / the same model and weights eager (``tiny`` with
   ``--quick``, else ``small``), after a first call that compiles (its time is reported too, not in the ratio).
+* ``chunk_vs_lerobot``: lbva's closed-loop chunk (feed back the last chunk, imagine video, decode actions) / LeRobot's
+  ``lingbot_va`` policy's on the same weights, settings, inputs and injected noise, for 4, 16, 32 history chunks
+  (:mod:`lbva.bench.lerobot_chunk`). Every chunk's actions are compared first; where they differ beyond the stated
+  tolerance the entry has the difference and no ratio.
+
+The scale-out goals are printed after the ratios, each beside what this run measured.
 """
 
 from __future__ import annotations
@@ -214,7 +221,8 @@ def train_step_mfu(dev, quick: bool, reps: int, sync) -> dict:
     flops = counted + attn_flops
     t_step = _time(train_step, reps, sync)
     return {"mfu": flops / t_step / peak, "achieved_flops": flops / t_step, "peak_matmul_flops": peak,
-            "step_s": t_step, "step_flops": flops, "attention_flops_added": attn_flops}
+            "step_s": t_step, "step_flops": flops, "attention_flops_added": attn_flops,
+            "layers": arch.num_layers, "dim": arch.dim}
 
 
 def compiled_vs_eager(dev, quick: bool, reps: int, sync) -> dict:
@@ -250,8 +258,30 @@ def compiled_vs_eager(dev, quick: bool, reps: int, sync) -> dict:
             "size": mcfg.size}
 
 
+def chunk_vs_lerobot(dev, quick: bool, reps: int, sync) -> dict:
+    """{history chunks: lbva's closed-loop chunk / LeRobot's lingbot_va's, on the CPU}: the ratio only where both
+    gave the same actions for every chunk (:class:`~lbva.bench.lerobot_chunk.SideBySide`)."""
+    from lbva.bench.lerobot_chunk import SideBySide
+
+    entries = {}
+    for hist in HISTORIES:
+        pair = SideBySide(hist, quick)
+        pair.grow()
+        timings = _pair_stats(pair.step_lbva, pair.step_lerobot, reps, lambda: None)
+        entries[str(hist)] = entry = pair.agreement()
+        if entry["outputs_equal"]:
+            entry.update(_ratio_entry(timings, "lbva", "lerobot"))
+    return entries
+
+
 KEYS = {"video_stream_vs_diffusers": video_stream_vs_diffusers, "kv_cache_vs_recompute": kv_cache_vs_recompute,
-        "train_step_mfu": train_step_mfu, "compiled_vs_eager": compiled_vs_eager}
+        "train_step_mfu": train_step_mfu, "compiled_vs_eager": compiled_vs_eager, "chunk_vs_lerobot": chunk_vs_lerobot}
+
+# the scale-out goals, printed next to what was measured
+GOAL_CHUNK_VS_LEROBOT = ("16", 0.6)  # lbva's chunk at most 0.6× LeRobot's at 16 history chunks
+GOAL_CACHE_VS_RECOMPUTE = ("32", 0.05)  # a cached step at most 0.05× the recompute at 32 chunks
+GOAL_MFU = 0.60  # a training step at least 60 % of the measured fp32 matmul peak, for `small`
+
 
 def video_stream_lines(r: dict) -> list[str]:
     return [f"video_stream_vs_diffusers: {r['ratio']:.2f}× ({r['ratio_min']:.2f}×) diffusers' time "
@@ -274,18 +304,55 @@ def compiled_lines(c: dict) -> list[str]:
             f"{c['max_abs_difference']:.1e})"]
 
 
+def chunk_vs_lerobot_lines(entries: dict) -> list[str]:
+    """A ratio per history length where the actions agreed, else the difference and no ratio."""
+    lines = []
+    for k, v in entries.items():
+        tol = f"rtol {v['tolerance']['rtol']:.0e}, atol {v['tolerance']['atol']:.0e}"
+        if v["outputs_equal"]:
+            lines.append(f"chunk_vs_lerobot[{k} chunks]: {v['ratio']:.2f}× ({v['ratio_min']:.2f}×) LeRobot's "
+                         f"closed-loop chunk time ({v['layers']} layers of width {v['dim']}, {v['device']}; the "
+                         f"actions of {v['chunks_compared']} chunks agree within {tol}, largest difference "
+                         f"{v['max_abs_difference']:.1e})")
+        else:
+            lines.append(f"chunk_vs_lerobot[{k} chunks]: NO RATIO: the actions differ from LeRobot's by up to "
+                         f"{v['max_abs_difference']:.1e} over {v['chunks_compared']} chunks, beyond {tol}")
+    return lines
+
+
 KEY_LINES = {"video_stream_vs_diffusers": video_stream_lines, "kv_cache_vs_recompute": kv_cache_lines,
-             "train_step_mfu": mfu_lines, "compiled_vs_eager": compiled_lines}
+             "train_step_mfu": mfu_lines, "compiled_vs_eager": compiled_lines,
+             "chunk_vs_lerobot": chunk_vs_lerobot_lines}
 
 
 def report_lines(results: dict) -> list[str]:
-    """The printed summary of :func:`run`'s results: load, then one block per key."""
+    """The printed summary of :func:`run`'s results: load, one block per key, the goals."""
     lines = [f"load average (1/5/15 min) at start {results['load_average_start']}, at end {results['load_average_end']}; "
              f"ratios of medians (of minima) over {results['video_stream_vs_diffusers']['repeats']} interleaved "
              "repeats after 2 warm-up runs"]
     for key, key_lines in KEY_LINES.items():
         lines += key_lines(results[key])
-    return lines
+    return lines + goal_lines(results)
+
+
+def goal_lines(results: dict) -> list[str]:
+    """The scale-out goals beside what this run measured: met, not met, or not measured."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    hist, limit = GOAL_CHUNK_VS_LEROBOT
+    v = results["chunk_vs_lerobot"][hist]
+    chunk = (f"measured {v['ratio']:.2f}×: {verdict(v['ratio'] <= limit)}" if v["outputs_equal"]
+             else "not measured (the actions differ)")
+    hist_kv, limit_kv = GOAL_CACHE_VS_RECOMPUTE
+    kv = results["kv_cache_vs_recompute"][hist_kv]["ratio"]
+    m = results["train_step_mfu"]
+    return [f"goal: chunk ≤ {limit}× LeRobot's at {hist} history chunks: {chunk}",
+            f"goal: cached step ≤ {limit_kv}× the recompute at {hist_kv} chunks: measured {kv:.3f}×: "
+            f"{verdict(kv <= limit_kv)}",
+            f"goal: training step ≥ {100 * GOAL_MFU:.0f}% of the measured fp32 matmul peak for `small`: measured "
+            f"{100 * m['mfu']:.1f}% on the stand-in ({m['layers']} layers of width {m['dim']}, not `small`): "
+            f"{verdict(m['mfu'] >= GOAL_MFU)}"]
 
 
 def run(args: argparse.Namespace) -> int:
