@@ -38,11 +38,16 @@ TOLERANCE = dict(rtol=1e-4, atol=1e-4)  # LeRobot rotates in float64, lbva in fl
 # both sides' sampling settings: CFG on both streams, partial video denoising, shifted schedules
 SAMPLING = dict(guidance_scale=2.0, action_guidance_scale=1.5, num_inference_steps=4, video_exec_step=3,
                 action_num_inference_steps=3, snr_shift=3.0, action_snr_shift=0.5)
-ARCHS = {
-    "quick": dict(num_layers=2, num_attention_heads=2, attention_head_dim=24, ffn_dim=96, freq_dim=32),
-    "full": dict(num_layers=4, num_attention_heads=4, attention_head_dim=64, ffn_dim=1024, freq_dim=64),
-}
-TEXT_DIM, TEXT_TOKENS = 64, 7
+TEXT_DIM, TEXT_TOKENS = 64, 7  # the text width of lbva's tiny and small presets
+
+
+def preset_transformer(size: str) -> dict:
+    """The transformer shape of lbva's ``size`` preset (``tiny``, ``small``), in LeRobot's config fields; the
+    latent channels stay LeRobot's 48."""
+    from lbva.models.lingbot_va import SIZES
+
+    dims = ("num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "freq_dim")
+    return {d: SIZES[size][d] for d in dims}
 
 
 class FrameTable:
@@ -82,23 +87,23 @@ class InjectedNoise:
     def __init__(self, seed: int):
         self.seed, self.counts = seed, {}
 
-    def _draw(self, kind: str, side: str, shape) -> torch.Tensor:
+    def _draw(self, randn, kind: str, side: str, shape) -> torch.Tensor:
         n = self.counts[side, kind] = self.counts.get((side, kind), -1) + 1
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + 2 * n + (kind == "actions"))
-        return self._real(*shape, generator=g)
+        return randn(*shape, generator=g)
 
     @contextlib.contextmanager
     def drawing_for(self, side: str):
-        self._real = real = torch.randn
+        real = torch.randn
 
         def randn(*shape, **kw):
             shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
             if shape == (1, C, K, LATENT_HW, LATENT_HW):
-                return self._draw("video", side, shape)
+                return self._draw(real, "video", side, shape)
             if shape == (1, K, N, A):
-                return self._draw("actions", side, shape)
+                return self._draw(real, "actions", side, shape)
             if shape == (1, A, K, N, 1):  # LeRobot's action layout
-                return self._draw("actions", side, (1, K, N, A)).permute(0, 3, 1, 2)[..., None].contiguous()
+                return self._draw(real, "actions", side, (1, K, N, A)).permute(0, 3, 1, 2)[..., None].contiguous()
             return real(*shape, **kw)
 
         torch.randn = randn
@@ -205,7 +210,8 @@ class SideBySide:
         frames = FrameTable(torch.randn(FRAMES, C, LATENT_HW, LATENT_HW, generator=g))
         text, null = torch.randn(1, TEXT_TOKENS, TEXT_DIM, generator=g), torch.zeros(1, TEXT_TOKENS, TEXT_DIM)
         text[:, 5:] = 0  # a shorter prompt, zero-padded like umT5's
-        self.history, self.arch = history, ARCHS["quick" if quick else "full"]
+        self.history, self.size = history, "tiny" if quick else "small"
+        self.arch = preset_transformer(self.size)
         with tempfile.TemporaryDirectory() as tmp:
             lr_policy, post = save_lerobot_policy(Path(tmp), self.arch, history, seed)
             self.loops = {"lbva": LbvaLoop(lbva_policy(Path(tmp), frames, PromptTable({"bench": text, "": null}))),
@@ -234,5 +240,4 @@ class SideBySide:
         equal = all(a.shape == b.shape and np.allclose(a, b, **TOLERANCE) for a, b in pairs)
         diff = max(float(np.abs(a - b).max()) if a.shape == b.shape else float("inf") for a, b in pairs)
         return {"outputs_equal": equal, "max_abs_difference": diff, "chunks_compared": len(pairs),
-                "tolerance": TOLERANCE, "cache_chunks": self.history, "layers": self.arch["num_layers"],
-                "dim": self.arch["num_attention_heads"] * self.arch["attention_head_dim"], "device": "cpu"}
+                "tolerance": TOLERANCE, "cache_chunks": self.history, "size": self.size, "device": "cpu"}

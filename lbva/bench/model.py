@@ -13,7 +13,7 @@ Every number is a ratio of two timings taken in the same run on the same machine
   ``--quick``, else ``small``), after a first call that compiles (its time is reported too, not in the ratio).
 * ``chunk_vs_lerobot``: lbva's closed-loop chunk (feed back the last chunk, imagine video, decode actions) / LeRobot's
   ``lingbot_va`` policy's on the same weights, settings, inputs and injected noise, for 4, 16, 32 history chunks
-  (:mod:`lbva.bench.lerobot_chunk`). Every chunk's actions are compared first; where they differ beyond the stated
+  (:mod:`lbva.bench.lerobot_chunk`; the ``tiny`` preset's transformer with ``--quick``, else ``small``'s). Every chunk's actions are compared first; where they differ beyond the stated
   tolerance the entry has the difference and no ratio.
 
 The scale-out goals are printed after the ratios, each beside what this run measured.
@@ -311,7 +311,7 @@ def chunk_vs_lerobot_lines(entries: dict) -> list[str]:
         tol = f"rtol {v['tolerance']['rtol']:.0e}, atol {v['tolerance']['atol']:.0e}"
         if v["outputs_equal"]:
             lines.append(f"chunk_vs_lerobot[{k} chunks]: {v['ratio']:.2f}× ({v['ratio_min']:.2f}×) LeRobot's "
-                         f"closed-loop chunk time ({v['layers']} layers of width {v['dim']}, {v['device']}; the "
+                         f"closed-loop chunk time ({v['size']}'s transformer, {v['device']}; the "
                          f"actions of {v['chunks_compared']} chunks agree within {tol}, largest difference "
                          f"{v['max_abs_difference']:.1e})")
         else:
