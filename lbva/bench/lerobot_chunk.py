@@ -13,8 +13,10 @@ Both sides are a LeRobot-built policy with perturbed random weights, saved by Le
 transformer, the cache and the sampling loop. LeRobot draws its noise from the global generator and lbva from its
 own, so the initial noise is injected: ``torch.randn`` for the chunk's video and action shapes returns the i-th
 draw of one seeded sequence on each side. Every chunk's actions (grown, warm-up and timed) are kept for
-:meth:`SideBySide.agreement`, which decides whether a ratio may be reported. Both run on the CPU, where LeRobot's
-policy is built here.
+:meth:`SideBySide.agreement`, which decides whether a ratio may be reported. Both run on the CPU (the LeRobot
+config names device cpu). LeRobot has no public hook for encoders or keyframes given per chunk, so
+:class:`LeRobotLoop` sets the private state its ``predict_action_chunk`` reads (``_frozen``, the prompt embeddings,
+``_encode_frames``, ``_obs_buffer``): a LeRobot release that renames them makes this key fail or refuse its ratio.
 
 Axis legend: C latent channels, K latent frames per chunk, h/w latent height/width, N actions per latent frame,
 A = 30 action slots.
