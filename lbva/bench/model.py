@@ -1,4 +1,5 @@
-"""Model speed: our video stream vs diffusers' Wan, KV cache vs recompute, train-step MFU, compiled vs eager.
+"""Model speed: our video stream vs diffusers' Wan, KV cache vs recompute, train-step MFU, compiled vs eager, lbva's
+closed-loop chunk vs LeRobot's lingbot_va.
 
 Every number is a ratio of two timings taken in the same run on the same machine:
 
@@ -7,9 +8,15 @@ Every number is a ratio of two timings taken in the same run on the same machine
 * ``kv_cache_vs_recompute``: time of one action-chunk query through the KV cache / the same query recomputing
   the whole history in a full masked forward, for 4, 16, 32 history chunks.
 * ``train_step_mfu``: achieved FLOP/s of a training fwd+bwd (FlopCounterMode's matmul FLOPs plus the attention
-  FLOPs counted by hand) / this machine's matmul peak measured in the same run.
+  FLOPs counted by hand) / this machine's matmul peak measured in the same run, on the cache key's stand-in model.
 * ``compiled_vs_eager``: forward time with ``model.compile=true`` / the same model and weights eager (``tiny`` with
   ``--quick``, else ``small``), after a first call that compiles (its time is reported too, not in the ratio).
+* ``chunk_vs_lerobot``: lbva's closed-loop chunk (feed back the last chunk, imagine video, decode actions) / LeRobot's
+  ``lingbot_va`` policy's on the same weights, settings, inputs and injected noise, for 4, 16, 32 history chunks
+  (:mod:`lbva.bench.lerobot_chunk`; the ``tiny`` preset's transformer with ``--quick``, else ``small``'s). Every chunk's actions are compared first; where they differ beyond the stated
+  tolerance the entry has the difference and no ratio.
+
+The scale-out goals are printed after the ratios, each beside what this run measured.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "2 untimed warm-up runs")
 
 
+HISTORIES = (4, 16, 32)  # history chunks of the cache and closed-loop keys
 MIN_REPEATS = 5  # timed repeats of every measurement, whatever --repeats or --quick ask for
 
 
@@ -85,24 +93,26 @@ def load_average() -> list[float] | None:
         return None
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
-
+def _stand_in_arch(quick: bool):
+    """The model the cache and MFU keys time: tiny with ``--quick``, else 4 layers of width 256."""
     from lbva.config.model import ArchConfig
-    from lbva.errors import CLIError
-    from lbva.models.lingbot_va import LingBotVA
 
-    dev = torch.device(args.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError("--device cuda asked for, but torch sees no GPU; use --device cpu")
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    quick = args.quick
-    reps = args.repeats or MIN_REPEATS
-    results: dict = {"device": str(dev), "quick": quick, "load_average_start": load_average()}
-    bar = tqdm(total=4, desc="lbva bench model", disable=None)
+    if quick:
+        return ArchConfig(num_layers=2, num_attention_heads=2, attention_head_dim=32, ffn_dim=256, in_channels=16,
+                          text_dim=64, freq_dim=32)
+    return ArchConfig(num_layers=4, num_attention_heads=4, attention_head_dim=64, ffn_dim=1024, in_channels=16,
+                      text_dim=64, freq_dim=64)
 
-    # ---- 1. video stream vs diffusers, identical config and weights
+
+def _text(dev):
+    import torch
+
+    return torch.randn(1, 16, 64, generator=torch.Generator().manual_seed(16)).to(dev)
+
+
+def video_stream_vs_diffusers(dev, quick: bool, reps: int, sync) -> dict:
+    """fwd+bwd of lbva's video stream / diffusers' WanTransformer3DModel, identical config and weights."""
+    import torch
     from diffusers import WanTransformer3DModel
 
     from lbva.models.checkpoints import load_diffusers_wan
@@ -116,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     ref = ref.to(dev)
     F_, S = (2, 16) if quick else (4, 16)
     x = torch.randn(1, 16, F_, S, S, device=dev)
-    text = torch.randn(1, 16, 64, device=dev)
+    text = _text(dev)
     sigma = torch.rand(1, F_, device=dev)
     t_tok = (sigma * 1000).repeat_interleave((S // 2) ** 2, dim=1)
 
@@ -128,19 +138,20 @@ def run(args: argparse.Namespace) -> int:
         ours.zero_grad(set_to_none=True)
         ours(noisy_video=x, video_sigma=sigma, text=text, chunk_size=F_).video.square().mean().backward()
 
-    results["video_stream_vs_diffusers"] = _ratio_entry(_pair_stats(our_step, ref_step, reps, sync), "lbva",
-                                                        "diffusers")
-    bar.update()
+    return _ratio_entry(_pair_stats(our_step, ref_step, reps, sync), "lbva", "diffusers")
 
-    # ---- 2. KV cache vs recompute
-    arch = ArchConfig(num_layers=2, num_attention_heads=2, attention_head_dim=32, ffn_dim=256, in_channels=16,
-                      text_dim=64, freq_dim=32) if quick else \
-        ArchConfig(num_layers=4, num_attention_heads=4, attention_head_dim=64, ffn_dim=1024, in_channels=16,
-                   text_dim=64, freq_dim=64)
-    m = LingBotVA(arch).to(dev).eval()
+
+def kv_cache_vs_recompute(dev, quick: bool, reps: int, sync) -> dict:
+    """{history chunks: one action query through the KV cache / the same query recomputing the whole history}."""
+    import torch
+
+    from lbva.models.lingbot_va import LingBotVA
+
+    m = LingBotVA(_stand_in_arch(quick)).to(dev).eval()
+    text = _text(dev)
     K, N, h = 1, 4, 4
     kv = {}
-    for hist in (4, 16, 32):
+    for hist in HISTORIES:
         Fh = hist * K
         g = torch.Generator().manual_seed(hist)
         video = torch.randn(1, 16, Fh + K, 2 * h, 2 * h, generator=g).to(dev)
@@ -162,18 +173,24 @@ def run(args: argparse.Namespace) -> int:
                   chunk_size=K)  # the whole history again; only the last chunk's velocity is needed
 
             kv[str(hist)] = _ratio_entry(_pair_stats(cached, recompute, reps, sync), "cache", "recompute")
-    results["kv_cache_vs_recompute"] = kv
-    bar.update()
+    return kv
 
-    # ---- 3. training-step MFU against the measured matmul peak
+
+def train_step_mfu(dev, quick: bool, reps: int, sync) -> dict:
+    """Achieved FLOP/s of a training fwd+bwd / this machine's matmul peak measured in the same run."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
+
+    from lbva.models.lingbot_va import LingBotVA
 
     n = 1024 if quick else 2048
     a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     t_mm = _time(lambda: a @ b, reps, sync)
     peak = 2 * n**3 / t_mm
+    arch = _stand_in_arch(quick)
     tm = LingBotVA(arch).to(dev).train()
-    Ft = 4
+    text = _text(dev)
+    Ft, N, h = 4, 4, 4
     batch = dict(noisy_video=torch.randn(1, 16, Ft, 2 * h, 2 * h, device=dev), video_sigma=torch.rand(1, Ft, device=dev),
                  noisy_actions=torch.randn(1, Ft, N, 30, device=dev), action_sigma=torch.rand(1, Ft, device=dev),
                  text=text, clean_video=torch.randn(1, 16, Ft, 2 * h, 2 * h, device=dev),
@@ -193,20 +210,24 @@ def run(args: argparse.Namespace) -> int:
     attn_flops += 3 * 4 * L * 16 * arch.dim * arch.num_layers if not sdpa_counted else 0  # text cross-attention
     flops = counted + attn_flops
     t_step = _time(train_step, reps, sync)
-    results["train_step_mfu"] = {"mfu": flops / t_step / peak, "achieved_flops": flops / t_step,
-                                 "peak_matmul_flops": peak, "step_s": t_step, "step_flops": flops,
-                                 "attention_flops_added": attn_flops}
-    bar.update()
+    return {"mfu": flops / t_step / peak, "achieved_flops": flops / t_step, "peak_matmul_flops": peak,
+            "step_s": t_step, "step_flops": flops, "attention_flops_added": attn_flops,
+            "layers": arch.num_layers, "dim": arch.dim}
 
-    # ---- 4. model.compile: the same model and weights with its blocks compiled, forward only
-    from dataclasses import replace as _replace
+
+def compiled_vs_eager(dev, quick: bool, reps: int, sync) -> dict:
+    """Forward of the same model and weights with its blocks compiled / eager, after a first call that compiles."""
+    from dataclasses import replace
+
+    import torch
 
     from lbva.config import load_config
+    from lbva.models.lingbot_va import LingBotVA
 
     mcfg = load_config(None, ["model.size=tiny" if quick else "model.size=small"]).model
     torch.manual_seed(0)
     eager_m = LingBotVA(mcfg.arch(), config=mcfg).to(dev).eval()
-    compiled_m = LingBotVA(mcfg.arch(), config=_replace(mcfg, compile=True)).to(dev).eval()
+    compiled_m = LingBotVA(mcfg.arch(), config=replace(mcfg, compile=True)).to(dev).eval()
     compiled_m.load_state_dict(eager_m.state_dict())
     g = torch.Generator().manual_seed(4)
     Fc = 2
@@ -223,25 +244,126 @@ def run(args: argparse.Namespace) -> int:
         ref_out = eager_m(**cin, chunk_size=1)
         err = float((same.video - ref_out.video).abs().max())
         st = _pair_stats(lambda: compiled_m(**cin, chunk_size=1), lambda: eager_m(**cin, chunk_size=1), reps, sync)
-    results["compiled_vs_eager"] = {**_ratio_entry(st, "compiled", "eager"), "first_call_s": compile_s,
-                                    "max_abs_difference": err, "size": mcfg.size}
-    bar.close()
+    return {**_ratio_entry(st, "compiled", "eager"), "first_call_s": compile_s, "max_abs_difference": err,
+            "size": mcfg.size}
 
-    results["load_average_end"] = load_average()
-    r = results["video_stream_vs_diffusers"]
+
+def chunk_vs_lerobot(dev, quick: bool, reps: int, sync) -> dict:
+    """{history chunks: lbva's closed-loop chunk / LeRobot's lingbot_va's, on the CPU}: the ratio only where both
+    gave the same actions for every chunk (:class:`~lbva.bench.lerobot_chunk.SideBySide`)."""
+    from lbva.bench.lerobot_chunk import SideBySide
+
+    entries = {}
+    for hist in HISTORIES:
+        pair = SideBySide(hist, quick)
+        pair.grow()
+        timings = _pair_stats(pair.step_lbva, pair.step_lerobot, reps, lambda: None)
+        entries[str(hist)] = entry = pair.agreement()
+        if entry["outputs_equal"]:
+            entry.update(_ratio_entry(timings, "lbva", "lerobot"))
+    return entries
+
+
+KEYS = {"video_stream_vs_diffusers": video_stream_vs_diffusers, "kv_cache_vs_recompute": kv_cache_vs_recompute,
+        "train_step_mfu": train_step_mfu, "compiled_vs_eager": compiled_vs_eager, "chunk_vs_lerobot": chunk_vs_lerobot}
+
+# the scale-out goals, printed next to what was measured
+GOAL_CHUNK_VS_LEROBOT = ("16", 0.6)  # lbva's chunk at most 0.6× LeRobot's at 16 history chunks
+GOAL_CACHE_VS_RECOMPUTE = ("32", 0.05)  # a cached step at most 0.05× the recompute at 32 chunks
+GOAL_MFU = 0.60  # a training step at least 60 % of the measured fp32 matmul peak, for `small`
+
+
+def video_stream_lines(r: dict) -> list[str]:
+    return [f"video_stream_vs_diffusers: {r['ratio']:.2f}× ({r['ratio_min']:.2f}×) diffusers' time "
+            "(fwd+bwd, same config and weights)"]
+
+
+def kv_cache_lines(entries: dict) -> list[str]:
+    return [f"kv_cache_vs_recompute[{k} chunks]: {v['ratio']:.3f}× ({v['ratio_min']:.3f}×) the recompute time"
+            for k, v in entries.items()]
+
+
+def mfu_lines(r: dict) -> list[str]:
+    return [f"train_step_mfu: {100 * r['mfu']:.1f}% of the measured matmul peak ({r['peak_matmul_flops'] / 1e9:.0f} "
+            "GFLOP/s)"]
+
+
+def compiled_lines(c: dict) -> list[str]:
+    return [f"compiled_vs_eager[{c['size']}]: {c['ratio']:.2f}× ({c['ratio_min']:.2f}×) the eager forward time "
+            f"(first call, compiling: {c['first_call_s']:.1f} s; largest output difference "
+            f"{c['max_abs_difference']:.1e})"]
+
+
+def chunk_vs_lerobot_lines(entries: dict) -> list[str]:
+    """A ratio per history length where the actions agreed, else the difference and no ratio."""
+    lines = []
+    for k, v in entries.items():
+        tol = f"rtol {v['tolerance']['rtol']:.0e}, atol {v['tolerance']['atol']:.0e}"
+        if v["outputs_equal"]:
+            lines.append(f"chunk_vs_lerobot[{k} chunks]: {v['ratio']:.2f}× ({v['ratio_min']:.2f}×) LeRobot's "
+                         f"closed-loop chunk time ({v['size']}'s transformer, {v['device']}; the "
+                         f"actions of {v['chunks_compared']} chunks agree within {tol}, largest difference "
+                         f"{v['max_abs_difference']:.1e})")
+        else:
+            lines.append(f"chunk_vs_lerobot[{k} chunks]: NO RATIO: the actions differ from LeRobot's by up to "
+                         f"{v['max_abs_difference']:.1e} over {v['chunks_compared']} chunks, beyond {tol}")
+    return lines
+
+
+KEY_LINES = {"video_stream_vs_diffusers": video_stream_lines, "kv_cache_vs_recompute": kv_cache_lines,
+             "train_step_mfu": mfu_lines, "compiled_vs_eager": compiled_lines,
+             "chunk_vs_lerobot": chunk_vs_lerobot_lines}
+
+
+def report_lines(results: dict) -> list[str]:
+    """The printed summary of :func:`run`'s results: load, one block per key, the goals."""
     lines = [f"load average (1/5/15 min) at start {results['load_average_start']}, at end {results['load_average_end']}; "
-             f"ratios of medians (of minima) over {r['repeats']} interleaved repeats after 2 warm-up runs",
-             f"video_stream_vs_diffusers: {r['ratio']:.2f}× ({r['ratio_min']:.2f}×) diffusers' time "
-             "(fwd+bwd, same config and weights)"]
-    for k, v in kv.items():
-        lines.append(f"kv_cache_vs_recompute[{k} chunks]: {v['ratio']:.3f}× ({v['ratio_min']:.3f}×) the recompute time")
-    r = results["train_step_mfu"]
-    lines.append(f"train_step_mfu: {100 * r['mfu']:.1f}% of the measured matmul peak ({r['peak_matmul_flops'] / 1e9:.0f} GFLOP/s)")
-    c = results["compiled_vs_eager"]
-    lines.append(f"compiled_vs_eager[{c['size']}]: {c['ratio']:.2f}× ({c['ratio_min']:.2f}×) the eager forward time "
-                 f"(first call, compiling: "
-                 f"{c['first_call_s']:.1f} s; largest output difference {c['max_abs_difference']:.1e})")
-    for line in lines:
+             f"ratios of medians (of minima) over {results['video_stream_vs_diffusers']['repeats']} interleaved "
+             "repeats after 2 warm-up runs"]
+    for key, key_lines in KEY_LINES.items():
+        lines += key_lines(results[key])
+    return lines + goal_lines(results)
+
+
+def goal_lines(results: dict) -> list[str]:
+    """The scale-out goals beside what this run measured: met, not met, or not measured."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    hist, limit = GOAL_CHUNK_VS_LEROBOT
+    v = results["chunk_vs_lerobot"][hist]
+    chunk = (f"measured {v['ratio']:.2f}×: {verdict(v['ratio'] <= limit)}" if v["outputs_equal"]
+             else "not measured (the actions differ)")
+    hist_kv, limit_kv = GOAL_CACHE_VS_RECOMPUTE
+    kv = results["kv_cache_vs_recompute"][hist_kv]["ratio"]
+    m = results["train_step_mfu"]
+    return [f"goal: chunk ≤ {limit}× LeRobot's at {hist} history chunks: {chunk}",
+            f"goal: cached step ≤ {limit_kv}× the recompute at {hist_kv} chunks: measured {kv:.3f}×: "
+            f"{verdict(kv <= limit_kv)}",
+            f"goal: training step ≥ {100 * GOAL_MFU:.0f}% of the measured fp32 matmul peak for `small`: measured "
+            f"{100 * m['mfu']:.1f}% on the stand-in ({m['layers']} layers of width {m['dim']}, not `small`): "
+            f"{verdict(m['mfu'] >= GOAL_MFU)}"]
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from lbva.errors import CLIError
+
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError("--device cuda asked for, but torch sees no GPU; use --device cpu")
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    reps = args.repeats or MIN_REPEATS
+    results: dict = {"device": str(dev), "quick": args.quick, "load_average_start": load_average()}
+    with tqdm(total=len(KEYS), desc="lbva bench model", disable=None) as bar:
+        for key, measure in KEYS.items():
+            bar.set_postfix_str(key)
+            results[key] = measure(dev, args.quick, reps, sync)
+            bar.update()
+    results["load_average_end"] = load_average()
+    for line in report_lines(results):
         print(line)  # noqa: T201 — CLI output
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
