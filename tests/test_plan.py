@@ -104,6 +104,48 @@ def test_fsdp_shards_parameters_gradients_and_optimizer_state():
     assert eight.activations == pytest.approx(one.activations, rel=0.05)  # the same batch on every device
 
 
+def measured_session(cfg, s: TokenShape) -> int:
+    """Parameters, KV cache and text keys/values of a real session whose cache holds its whole window, plus the
+    allocator's peak while one more chunk is queried and written (video, then actions)."""
+    from lbva.models.attention import AttentionWindow
+
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    arch, K, N = model.arch, s.chunk_frames, s.actions_per_frame
+    window = AttentionWindow(cfg.inference.window, cfg.inference.window_size)
+    video, actions = model.chunk_tokens(s.height, s.width, K, N)
+    capacity = window.capacity_tokens(video, actions)
+    cache = model.new_cache(capacity, window, rows=1)
+    with torch.no_grad():
+        tkv = model.text_context(torch.randn(1, cfg.data.embedded_text_max_length, arch.text_dim))
+        held = capacity // (video + actions) - 1
+        for c in range(held):
+            model.stream(cache, tkv, "video", torch.randn(1, arch.in_channels, K, s.height, s.width),
+                         torch.zeros(1, K), chunk=c, chunk_size=K, write=(c, "video", False))
+            model.stream(cache, tkv, "actions", torch.randn(1, K, N, arch.action_dim), torch.zeros(1, K), chunk=c,
+                         chunk_size=K, write=(c, "actions", False))
+
+        def one_chunk():
+            x = torch.randn(1, arch.in_channels, K, s.height, s.width)
+            a = torch.randn(1, K, N, arch.action_dim)
+            for modality, value in (("video", x), ("actions", a)):
+                for write in (None, (held, modality, False)):
+                    model.stream(cache, tkv, modality, value, torch.zeros(1, K), chunk=held, chunk_size=K, write=write)
+
+        transient = allocator_peak(one_chunk)
+    persistent = (sum(p.nbytes for p in model.parameters()) + sum(t.nbytes for t in cache._k + cache._v)
+                  + sum(k.nbytes + v.nbytes for k, v in tkv))
+    return persistent + transient
+
+
+def test_planned_inference_peak_matches_the_measured_one():
+    cfg = tiny(False, "inference.window_size=7")
+    plan = plan_inference(cfg, shape(4))
+    real = measured_session(cfg, shape(4))
+    assert abs(plan.total / real - 1) < TOLERANCE, (plan, real)
+    assert plan.kv_cache + plan.parameters < (1 - TOLERANCE) * real  # the call's own activations count
+
+
 def test_kv_cache_is_sized_from_the_window_and_doubled_by_guidance():
     cfg = tiny(False, "inference.window_size=7", "inference.video_cfg=1.0", "inference.action_cfg=1.0")
     plan = plan_inference(cfg, shape(4))
