@@ -34,9 +34,6 @@ from torch.utils._pytree import tree_flatten
 
 from lbva.config import LbvaConfig
 
-STRATEGIES = ("ddp", "fsdp")
-GiB = 2**30
-
 
 @dataclass(frozen=True)
 class TokenShape:
@@ -178,7 +175,6 @@ class TrainingTrace:
 
     parameters: int  # trainable parameters (count)
     layer_parameters: int  # the largest layer's (video block + action block)
-    parameter_bytes: int  # in the dtype the step ran with
     activations: list[int]  # live bytes of everything but the parameters' gradients, after each allocation
     gradients: list[int]  # live bytes of the parameters' gradients, at the same moments
     gradient_bytes: int  # all gradients, in the dtype the step ran with
@@ -197,7 +193,7 @@ def trace_training_step(cfg: LbvaConfig, shape: TokenShape, param_dtype: torch.d
         arch = model.arch
         tokens = shape.training_tokens(arch.patch_size)  # refuses a latent size the patch does not divide
         trainable = [p for p in model.parameters() if p.requires_grad]
-        per_layer = max(sum(p.numel() for p in model._experts(i)[0].parameters())
+        per_layer = max(sum(p.numel() for p in model.blocks[i].parameters())
                         + (sum(p.numel() for p in model.action_blocks[i].parameters())
                            if model.action_blocks is not None else 0) for i in range(arch.num_layers))
         objective = FlowMatchingObjective(cfg.objective)
@@ -220,7 +216,6 @@ def trace_training_step(cfg: LbvaConfig, shape: TokenShape, param_dtype: torch.d
             activations, gradients = tracer.timeline(grads)
     return TrainingTrace(
         parameters=sum(p.numel() for p in trainable), layer_parameters=per_layer,
-        parameter_bytes=sum(p.numel() * p.element_size() for p in trainable),
         activations=activations, gradients=gradients,
         gradient_bytes=sum(p.numel() * p.element_size() for p in trainable),
         tokens_per_sequence=tokens)
@@ -242,7 +237,7 @@ class TrainingPlan:
     parameters_count: int
     parameters: int
     optimizer_state: int
-    gradients: int  # live at the peak (all of them, sharded, once the backward pass has finished)
+    gradients: int  # live at the peak (sharded with fsdp)
     activations: int  # live at the peak
     communication: int  # ddp gradient buckets / fsdp gathered layers
     total: int = field(init=False)
@@ -268,7 +263,7 @@ def plan_training(cfg: LbvaConfig, shape: TokenShape, recipe: str = "") -> Train
     scale = grads / trace.gradient_bytes
     share = devices if fsdp else 1
     moments = [(a + g * scale / share, a, g * scale / share) for a, g in zip(trace.activations, trace.gradients)]
-    _, act, grad = max(moments) if moments else (0, 0, 0)
+    _, act, grad = max(moments)
     if fsdp:
         compute_bytes = torch.finfo(compute_dtype).bits // 8
         communication = 3 * trace.layer_parameters * compute_bytes
@@ -280,8 +275,6 @@ def plan_training(cfg: LbvaConfig, shape: TokenShape, recipe: str = "") -> Train
         tokens_per_sequence=trace.tokens_per_sequence, parameters_count=n,
         parameters=math.ceil(params / share), optimizer_state=math.ceil(opt / share), gradients=round(grad),
         activations=act, communication=communication)
-
-
 
 
 # --------------------------------------------------------------------------------------------------- inference
