@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "model": "lbva.models.cli",
     "bench": "lbva.bench.cli",
     "train": "lbva.training.cli",
+    "plan": "lbva.training.cli",
     "prepare": "lbva.data.cli",
     "dataset": "lbva.data.cli",
     "serve": "lbva.serving.cli",
