@@ -20,7 +20,8 @@ import torch
 
 from lbva.config import LbvaConfig, to_dict
 from lbva.training.checkpoint_io import AtomicCheckpointIO
-from lbva.training.optim import build_optimizer
+from lbva.training.optim import build_optimizer, start_missing_state
+from lbva.training.sharding import full_state_dict, is_sharded, shard_model
 from lbva.training.system import LbvaSystem, rng_states, set_rng_states
 
 logger = logging.getLogger(__name__)
@@ -40,13 +41,15 @@ def make_fabric(cfg: LbvaConfig, strategy: str | None = None):
 
     t = cfg.trainer
     strat: object = strategy or t.strategy
-    if strat == "fsdp":
-        from lightning.fabric.strategies import FSDPStrategy
+    plugins = [AtomicCheckpointIO()]
+    if strat == "fsdp":  # FSDP2 per block; its checkpoints are folders of per-rank shards (torch.distributed.checkpoint)
+        from lightning.fabric.strategies import ModelParallelStrategy
 
-        strat = FSDPStrategy(checkpoint_io=AtomicCheckpointIO())
+        from lbva.training.sharding import parallelize_fn
+
+        strat = ModelParallelStrategy(parallelize_fn(t.precision), data_parallel_size=t.num_nodes * t.devices,
+                                      tensor_parallel_size=1)
         plugins = None
-    else:
-        plugins = [AtomicCheckpointIO()]
     return L.Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strat,
                     precision=t.precision, plugins=plugins, loggers=TensorBoardLogger(t.output_dir, name="tb"))
 
@@ -98,28 +101,29 @@ class FabricLoop:
     def __init__(self, cfg: LbvaConfig, fabric, system: LbvaSystem, loader, val_loader=None):
         self.cfg, self.fabric, self.system = cfg, fabric, system
         t = cfg.trainer
-        opt, self.sched = build_optimizer(system.model, t)
-        self.model, self.opt = fabric.setup(system.model, opt)
+        self.model = fabric.setup(system.model)
+        opt, self.sched = build_optimizer(system.model, t)  # after setup: FSDP replaces the parameters with shards
+        self.opt = fabric.setup_optimizers(opt)
+        if system.ema is not None and is_sharded(system.model):  # the average sharded like the weights it follows
+            shard_model(system.ema.module, fabric.strategy.device_mesh["data_parallel"], t.precision)
         self.val_loader = fabric.setup_dataloaders(val_loader, use_distributed_sampler=False) if val_loader else None
         self.batches = _Batches(loader)
         self.step = 0
         self.ckpt_path = Path(t.output_dir) / "checkpoints" / "last-fabric.ckpt"
 
     def _state(self) -> dict:
-        state = {"model": self.model, "optimizer": self.opt, "step": self.step, "epoch": self.batches.epoch,
-                 "consumed": self.batches.consumed}
-        if self.system.ema is not None:
-            state["ema"] = self.system.ema
-        return state
+        # the system holds the model and its EMA: one module, as a sharded checkpoint allows only one
+        return {"model": self.system, "optimizer": self.opt, "step": self.step, "epoch": self.batches.epoch,
+                "consumed": self.batches.consumed}
 
     def resume(self, resume: str | None) -> None:
         """Continue from ``resume`` ('last' = this run's last checkpoint when there is one, or a path)."""
         if resume is None:
             return
         path = self.ckpt_path if resume == "last" else Path(resume)
-        if not path.is_file():
+        if not path.exists():  # a file, or a folder of shards under FSDP
             if resume != "last":
-                raise FileNotFoundError(f"trainer.resume={resume!r} is not a file; give a checkpoint path or 'last'")
+                raise FileNotFoundError(f"trainer.resume={resume!r} does not exist; give a checkpoint path or 'last'")
             return
         state = self._state()
         rest = self.fabric.load(path, state)
@@ -162,6 +166,8 @@ class FabricLoop:
         self.fabric.log_dict(metrics, step=step)
 
     def save(self) -> None:
+        if is_sharded(self.system.model):
+            start_missing_state(self.opt.optimizer)
         state = self._state()
         state.update(scheduler=self.sched.state_dict(), rng=rng_states(), config=to_dict(self.cfg))
         self.fabric.save(self.ckpt_path, state)
@@ -223,6 +229,15 @@ def fabric_train(cfg: LbvaConfig, model: torch.nn.Module | None = None,
     system.to(fabric.device)
     loop.resume(t.resume)
     result = FabricResult(losses=loop.run(), model=loop.model, ema=system.ema)
-    if export and loader_factory is None and fabric.global_rank == 0:
-        export_policy(Path(t.output_dir) / "policy", system.export_model(), cfg)
+    if export and loader_factory is None:
+        weights = system.export_model()
+        if is_sharded(weights):  # gathered on every rank, written from an unsharded copy on rank 0
+            state = full_state_dict(weights)
+            if fabric.global_rank == 0:
+                from lbva.models import build_model
+
+                weights = build_model(cfg.model)
+                weights.load_state_dict(state)
+        if fabric.global_rank == 0:
+            export_policy(Path(t.output_dir) / "policy", weights, cfg)
     return result

@@ -26,6 +26,7 @@ from lbva.objectives import FlowMatchingObjective, SamplerConfig, sample_chunk
 from lbva.objectives.losses import sample_generators
 from lbva.training.metrics import ActionChannelError, VideoLatentError
 from lbva.training.optim import build_optimizer
+from lbva.training.sharding import is_sharded
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +152,8 @@ class LbvaSystem(L.LightningModule):
         metrics: dict[str, Any] = {}
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if grads:
-            metrics["train/grad_norm"] = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+            metrics["train/grad_norm"] = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # sharded: whole
         metrics["train/lr"] = optimizer.param_groups[0]["lr"]
         return metrics
 
@@ -162,8 +163,9 @@ class LbvaSystem(L.LightningModule):
             self.ema.update_parameters(self.model)
 
     def should_sample(self, step: int, micro: int, rank: int) -> bool:
+        """Rank 0 samples (and writes); under FSDP every rank runs the sampler, whose forwards gather parameters."""
         every = self.cfg.trainer.sample_every_n_steps
-        return bool(every) and step % every == 0 and micro == 0 and rank == 0
+        return bool(every) and step % every == 0 and micro == 0 and (rank == 0 or is_sharded(self.model))
 
     # -- lightning.Trainer hooks ------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
