@@ -42,7 +42,11 @@ def make_fabric(cfg: LbvaConfig, strategy: str | None = None):
     t = cfg.trainer
     strat: object = strategy or t.strategy
     plugins = [AtomicCheckpointIO()]
-    if strat == "fsdp":  # FSDP2 per block; its checkpoints are folders of per-rank shards (torch.distributed.checkpoint)
+    if strat in ("ddp", "auto") and t.devices * t.num_nodes > 1:
+        # a step need not reach every parameter (the shared layout's action embedder carries the release's unused
+        # text projection), which plain DDP refuses
+        strat = "ddp_find_unused_parameters_true"
+    elif strat == "fsdp":  # FSDP2 per block; its checkpoints are folders of per-rank shards (torch.distributed.checkpoint)
         from lightning.fabric.strategies import ModelParallelStrategy
 
         from lbva.training.sharding import parallelize_fn

@@ -116,7 +116,11 @@ def build_trainer(cfg: LbvaConfig, callbacks=(), has_val: bool = False, **overri
 
     t = cfg.trainer
     strategy: object = t.strategy
-    if t.strategy == "fsdp":
+    if t.strategy in ("ddp", "auto") and t.devices * t.num_nodes > 1:
+        # a step need not reach every parameter (the shared layout's action embedder carries the release's unused
+        # text projection), which plain DDP refuses
+        strategy = "ddp_find_unused_parameters_true"
+    elif t.strategy == "fsdp":
         from lightning.pytorch.strategies import FSDPStrategy
 
         strategy = FSDPStrategy(checkpoint_io=AtomicCheckpointIO())
