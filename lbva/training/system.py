@@ -25,8 +25,8 @@ from lbva.config import LbvaConfig, to_dict
 from lbva.objectives import FlowMatchingObjective, SamplerConfig, sample_chunk
 from lbva.objectives.losses import sample_generators
 from lbva.training.metrics import ActionChannelError, VideoLatentError
-from lbva.training.optim import build_optimizer
-from lbva.training.sharding import is_sharded
+from lbva.training.optim import build_optimizer, start_missing_state
+from lbva.training.sharding import is_sharded, shard_model
 
 logger = logging.getLogger(__name__)
 
@@ -184,11 +184,23 @@ class LbvaSystem(L.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         self.log_dict(self.optimizer_metrics(optimizer), on_step=True)
 
-    def optimizer_step(self, *args, **kwargs) -> None:
-        super().optimizer_step(*args, **kwargs)
+    def optimizer_step(self, epoch, batch_idx, optimizer, *args, **kwargs) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, *args, **kwargs)
         # here, not in on_train_batch_end: callbacks (the checkpoint among them) run before the module's batch-end
         # hook, so a checkpoint would hold the average one step behind the weights it was saved with
         self.update_ema()
+        if is_sharded(self.model):
+            start_missing_state(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer)
+
+    def configure_model(self) -> None:
+        """Under ``ModelParallelStrategy`` (``trainer.strategy=fsdp``): FSDP2 per block
+        (:func:`lbva.training.sharding.shard_model`), the EMA sharded like the weights it follows."""
+        if self.device_mesh is None or is_sharded(self.model):
+            return
+        mesh, precision = self.device_mesh["data_parallel"], self.cfg.trainer.precision
+        shard_model(self.model, mesh, precision)
+        if self.ema is not None:
+            shard_model(self.ema.module, mesh, precision)
 
     def configure_optimizers(self):
         opt, sched = build_optimizer(self.model, self.cfg.trainer)

@@ -5,6 +5,7 @@ that resumes exactly."""
 import os
 import socket
 
+import lightning as L
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -103,3 +104,53 @@ def test_fsdp_per_block_on_two_processes_equals_one_process_and_resumes_exactly(
     ckpt = tmp_path / "resumed" / "checkpoints" / "last-fabric.ckpt"
     assert ckpt.is_dir() and len(list(ckpt.glob("*.distcp"))) == 2  # one shard file per rank
     assert two["resumed"] == pytest.approx(two["losses"], rel=1e-5)
+
+
+class _Losses(L.Callback):
+    """Each step's loss, averaged over ranks (each rank's loss is that of its half of the global batch)."""
+
+    def __init__(self):
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.losses.append(float(trainer.strategy.reduce(outputs["loss"].detach(), reduce_op="mean")))
+
+
+def _trainer_worker(rank, world, port, tmp, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank), NODE_RANK="0")
+    torch.set_num_threads(1)
+    from torch.distributed.fsdp import FSDPModule
+
+    from lbva.training.fit import fit
+    from lbva.training.sharding import full_state_dict
+
+    cfg = _cfg(tmp / "trainer", world, "trainer.max_steps=3")
+    recorded = _Losses()
+    _, system = fit(cfg, model=_model(cfg), loader_factory=_loader, callbacks=[recorded], export=False)
+    units = all(isinstance(b, FSDPModule) for b in system.model.blocks)
+    weights, ema = full_state_dict(system.model), full_state_dict(system.ema.module)
+    if rank == 0:
+        torch.save({"losses": recorded.losses, "units": units, "weights": weights, "ema": ema}, out)
+
+
+def test_trainer_fsdp_per_block_on_two_processes_equals_one_process(tmp_path):
+    from lbva.training.fit import fit
+
+    cfg = _cfg(tmp_path / "one", 1, "trainer.max_steps=3")
+    recorded = _Losses()
+    _, one = fit(cfg, model=_model(cfg), loader_factory=_loader, callbacks=[recorded], export=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "two.pt"
+    mp.start_processes(_trainer_worker, args=(2, port, tmp_path, out), nprocs=2, join=True, start_method="spawn")
+    two = torch.load(out, weights_only=True)
+
+    assert len(recorded.losses) == 3 and two["units"]
+    assert two["losses"] == pytest.approx(recorded.losses, rel=1e-5)
+    ref, ref_ema = one.model.state_dict(), one.ema.module.state_dict()
+    for k in ref:
+        assert torch.allclose(two["weights"][k], ref[k], atol=5e-5), k
+        assert torch.allclose(two["ema"][k], ref_ema[k], atol=5e-5), k
+    assert (tmp_path / "trainer" / "checkpoints" / "last.ckpt").is_dir()  # a folder of shards
