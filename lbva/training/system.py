@@ -211,8 +211,9 @@ class LbvaSystem(L.LightningModule):
         checkpoint["lbva_rng"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # a sharded checkpoint's weights were loaded already (strictly: a missing or extra EMA fails there)
         has_ema = any(k.startswith("ema.") for k in checkpoint.get("state_dict", {}))
-        if has_ema != (self.ema is not None):
+        if "state_dict" in checkpoint and has_ema != (self.ema is not None):
             raise ResumeMismatchError(
                 f"the checkpoint being resumed {'keeps' if has_ema else 'does not keep'} an EMA of the weights but "
                 f"this run has trainer.ema_decay={self.cfg.trainer.ema_decay}; resume with the run's own settings "

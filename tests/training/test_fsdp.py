@@ -130,11 +130,19 @@ def _trainer_worker(rank, world, port, tmp, out):
     _, system = fit(cfg, model=_model(cfg), loader_factory=_loader, callbacks=[recorded], export=False)
     units = all(isinstance(b, FSDPModule) for b in system.model.blocks)
     weights, ema = full_state_dict(system.model), full_state_dict(system.ema.module)
+    # interrupted after step 2, resumed from the sharded last.ckpt into a differently initialised model
+    first, second = _Losses(), _Losses()
+    fit(_cfg(tmp / "resumed", world, "trainer.max_steps=2"), model=_model(cfg), loader_factory=_loader,
+        callbacks=[first], export=False)
+    torch.manual_seed(1)
+    cfg = _cfg(tmp / "resumed", world, "trainer.max_steps=3", "trainer.resume=last")
+    fit(cfg, model=build_model(cfg.model), loader_factory=_loader, callbacks=[second], export=False)
     if rank == 0:
-        torch.save({"losses": recorded.losses, "units": units, "weights": weights, "ema": ema}, out)
+        torch.save({"losses": recorded.losses, "units": units, "weights": weights, "ema": ema,
+                    "resumed": first.losses + second.losses}, out)
 
 
-def test_trainer_fsdp_per_block_on_two_processes_equals_one_process(tmp_path):
+def test_trainer_fsdp_per_block_on_two_processes_equals_one_process_and_resumes_exactly(tmp_path):
     from lbva.training.fit import fit
 
     cfg = _cfg(tmp_path / "one", 1, "trainer.max_steps=3")
@@ -153,4 +161,5 @@ def test_trainer_fsdp_per_block_on_two_processes_equals_one_process(tmp_path):
     for k in ref:
         assert torch.allclose(two["weights"][k], ref[k], atol=5e-5), k
         assert torch.allclose(two["ema"][k], ref_ema[k], atol=5e-5), k
-    assert (tmp_path / "trainer" / "checkpoints" / "last.ckpt").is_dir()  # a folder of shards
+    assert (tmp_path / "resumed" / "checkpoints" / "last.ckpt").is_dir()  # a folder of shards
+    assert two["resumed"] == pytest.approx(two["losses"], rel=1e-5)
