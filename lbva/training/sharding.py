@@ -13,7 +13,8 @@ not run its blocks through ``forward`` — FSDP only hooks ``forward`` — so th
 
 Parameter names and the numbers the network computes are unchanged; ``model.activation_checkpointing`` still
 recomputes each layer in the backward pass (the recomputation runs inside the unit's backward all-gather).
-Lightning applies :func:`parallelize_fn` through ``ModelParallelStrategy`` (``trainer.strategy=fsdp``).
+With ``trainer.strategy=fsdp`` the Fabric loop hands :func:`parallelize_fn` to Lightning's ``ModelParallelStrategy``;
+under ``lightning.Trainer``, :meth:`~lbva.training.system.LbvaSystem.configure_model` calls :func:`shard_model`.
 """
 
 from __future__ import annotations
