@@ -1,9 +1,12 @@
-"""The training step of :class:`~lbva.training.system.LbvaSystem` in a Lightning Fabric loop.
+"""The step of :class:`~lbva.training.system.LbvaSystem` in a Lightning Fabric loop.
 
-For multi-node jobs and FSDP: the same objective, optimiser, schedule, clipping and per-sample noise as
-the Trainer path, written as a plain loop (see docs/training.md for ``fabric run`` / torchrun / SLURM).
-Each rank loads its own shard of the global batch (the latent cache's batch sampler shards by rank), so
-no distributed sampler is injected.
+For multi-node jobs and FSDP (see docs/training.md for ``fabric run`` / torchrun / SLURM). The loop calls the
+system's engine-neutral pieces — :meth:`~LbvaSystem.step_loss`, :meth:`~LbvaSystem.step_metrics`,
+:meth:`~LbvaSystem.optimizer_metrics`, :meth:`~LbvaSystem.update_ema`, :meth:`~LbvaSystem.log_sample`,
+:meth:`~LbvaSystem.validation_update` / :meth:`~LbvaSystem.validation_metrics` — so it computes the losses of
+``lightning.Trainer`` with the same seed and writes the same TensorBoard scalars (``OUTPUT_DIR/tb``). Each rank
+loads its own shard of the global batch (the latent cache's batch sampler shards by rank), so no distributed
+sampler is injected.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from typing import Callable
 import torch
 
 from lbva.config import LbvaConfig, to_dict
-from lbva.objectives import FlowMatchingObjective
 from lbva.training.checkpoint_io import AtomicCheckpointIO
-from lbva.training.optim import build_optimizer
-from lbva.training.system import rng_states, set_rng_states, step_generators
+from lbva.training.optim import build_optimizer, start_missing_state
+from lbva.training.sharding import full_state_dict, is_sharded, shard_model
+from lbva.training.system import LbvaSystem, rng_states, set_rng_states
 
 logger = logging.getLogger(__name__)
 
@@ -28,22 +31,31 @@ logger = logging.getLogger(__name__)
 class FabricResult:
     losses: list[float] = field(default_factory=list)  # global mean loss per optimizer step
     model: torch.nn.Module | None = None
+    ema: torch.nn.Module | None = None  # the averaged weights when trainer.ema_decay is set
 
 
 def make_fabric(cfg: LbvaConfig, strategy: str | None = None):
+    """A Fabric for the recipe's hardware and strategy, logging to TensorBoard under ``OUTPUT_DIR/tb``."""
     import lightning as L
+    from lightning.fabric.loggers import TensorBoardLogger
 
     t = cfg.trainer
     strat: object = strategy or t.strategy
-    if strat == "fsdp":
-        from lightning.fabric.strategies import FSDPStrategy
+    plugins = [AtomicCheckpointIO()]
+    if strat in ("ddp", "auto") and t.devices * t.num_nodes > 1:
+        # a step need not reach every parameter (the shared layout's action embedder carries the release's unused
+        # text projection), which plain DDP refuses
+        strat = "ddp_find_unused_parameters_true"
+    elif strat == "fsdp":  # FSDP2 per block; its checkpoints are folders of per-rank shards (torch.distributed.checkpoint)
+        from lightning.fabric.strategies import ModelParallelStrategy
 
-        strat = FSDPStrategy(checkpoint_io=AtomicCheckpointIO())
+        from lbva.training.sharding import parallelize_fn
+
+        strat = ModelParallelStrategy(parallelize_fn(t.precision), data_parallel_size=t.num_nodes * t.devices,
+                                      tensor_parallel_size=1)
         plugins = None
-    else:
-        plugins = [AtomicCheckpointIO()]
     return L.Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strat,
-                    precision=t.precision, plugins=plugins)
+                    precision=t.precision, plugins=plugins, loggers=TensorBoardLogger(t.output_dir, name="tb"))
 
 
 def _default_loader(cfg: LbvaConfig, model, rank: int, world: int):
@@ -58,10 +70,144 @@ def _default_loader(cfg: LbvaConfig, model, rank: int, world: int):
     return dm.train_dataloader(), dm.empty_text().float()
 
 
+class _Batches:
+    """This rank's batches across epochs, counting those consumed in the current one (for exact resume)."""
+
+    def __init__(self, loader, epoch: int = 0, consumed: int = 0):
+        self.loader, self.epoch, self.consumed = loader, epoch, consumed
+        self._it = self._epoch_iter(skip=consumed)
+
+    def _epoch_iter(self, skip: int):
+        for obj in (getattr(self.loader, "sampler", None),
+                    getattr(getattr(self.loader, "batch_sampler", None), "sampler", None)):
+            if obj is not None and callable(getattr(obj, "set_epoch", None)):
+                obj.set_epoch(self.epoch)
+        it = iter(self.loader)
+        for _ in range(skip):
+            next(it)
+        return it
+
+    def next(self):
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            self.epoch, self.consumed = self.epoch + 1, 0
+            self._it = self._epoch_iter(skip=0)
+            batch = next(self._it)
+        self.consumed += 1
+        return batch
+
+
+class FabricLoop:
+    """The loop's steps: :meth:`resume`, :meth:`train_step` (forward/backward over the micro-batches, clipping,
+    optimizer, schedule, EMA), :meth:`log`, :meth:`validate`, :meth:`save`; :meth:`run` strings them together."""
+
+    def __init__(self, cfg: LbvaConfig, fabric, system: LbvaSystem, loader, val_loader=None):
+        self.cfg, self.fabric, self.system = cfg, fabric, system
+        t = cfg.trainer
+        self.model = fabric.setup(system.model)
+        opt, self.sched = build_optimizer(system.model, t)  # after setup: FSDP replaces the parameters with shards
+        self.opt = fabric.setup_optimizers(opt)
+        if system.ema is not None and is_sharded(system.model):  # the average sharded like the weights it follows
+            shard_model(system.ema.module, fabric.strategy.device_mesh["data_parallel"], t.precision)
+        self.val_loader = fabric.setup_dataloaders(val_loader, use_distributed_sampler=False) if val_loader else None
+        self.batches = _Batches(loader)
+        self.step = 0
+        self.ckpt_path = Path(t.output_dir) / "checkpoints" / "last-fabric.ckpt"
+
+    def _state(self) -> dict:
+        # the system holds the model and its EMA: one module, as a sharded checkpoint allows only one
+        return {"model": self.system, "optimizer": self.opt, "step": self.step, "epoch": self.batches.epoch,
+                "consumed": self.batches.consumed}
+
+    def resume(self, resume: str | None) -> None:
+        """Continue from ``resume`` ('last' = this run's last checkpoint when there is one, or a path)."""
+        if resume is None:
+            return
+        path = self.ckpt_path if resume == "last" else Path(resume)
+        if not path.exists():  # a file, or a folder of shards under FSDP
+            if resume != "last":
+                raise FileNotFoundError(f"trainer.resume={resume!r} does not exist; give a checkpoint path or 'last'")
+            return
+        state = self._state()
+        rest = self.fabric.load(path, state)
+        self.sched.load_state_dict(rest["scheduler"])
+        set_rng_states(rest["rng"])
+        self.step = state["step"]
+        self.batches = _Batches(self.batches.loader, state["epoch"], state["consumed"])
+
+    def train_step(self) -> tuple[float, dict]:
+        """One optimizer step; returns the loss averaged over micro-batches and ranks, and the step's metrics."""
+        fabric, system, t = self.fabric, self.system, self.cfg.trainer
+        acc, rank, world = t.accumulate_grad_batches, fabric.global_rank, fabric.world_size
+        total, metrics = 0.0, {}
+        for micro in range(acc):
+            batch = fabric.to_device(self.batches.next())
+            if system.should_sample(self.step, micro, rank) and fabric.logger is not None:
+                system.log_sample(batch, fabric.logger.experiment, self.step)
+            with fabric.no_backward_sync(self.model, enabled=micro < acc - 1):
+                out = system.step_loss(batch, self.step, micro, rank, world, model=self.model)
+                fabric.backward(out.loss / acc)
+            metrics.update(system.step_metrics(out, world))
+            total += float(out.loss.detach()) / acc
+        metrics.update(system.optimizer_metrics(self.opt))
+        if t.grad_clip:
+            fabric.clip_gradients(self.model, self.opt, max_norm=t.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        system.update_ema()
+        loss = fabric.all_reduce(torch.tensor(total, device=fabric.device), reduce_op="mean")
+        return float(loss), metrics
+
+    def validate(self) -> dict:
+        """The validation metrics over the whole validation loader (every rank its own batches)."""
+        for i, batch in enumerate(self.val_loader):
+            self.system.validation_update(batch, i)
+        return self.system.validation_metrics()
+
+    def log(self, metrics: dict, step: int) -> None:
+        self.fabric.log_dict(metrics, step=step)
+
+    def save(self) -> None:
+        if is_sharded(self.system.model):
+            start_missing_state(self.opt.optimizer)
+        state = self._state()
+        state.update(scheduler=self.sched.state_dict(), rng=rng_states(), config=to_dict(self.cfg))
+        self.fabric.save(self.ckpt_path, state)
+
+    def run(self) -> list[float]:
+        t = self.cfg.trainer
+        steps = range(self.step, t.max_steps)
+        if t.progress_bar and self.fabric.global_rank == 0:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, initial=self.step, total=t.max_steps, desc="train")
+        losses = []
+        self.model.train()
+        for step in steps:
+            self.step = step
+            loss, metrics = self.train_step()
+            losses.append(loss)
+            if hasattr(steps, "set_postfix"):
+                steps.set_postfix(loss=f"{loss:.4f}")
+            self.step = done = step + 1
+            # lightning.Trainer's cadence and step numbers: a step's scalars, and the validation after it, at its index
+            if done % t.log_every_n_steps == 0:
+                self.log(metrics, step)
+            if self.val_loader is not None and t.val_every_n_steps and done % t.val_every_n_steps == 0:
+                self.log(self.validate(), step)
+            if done % t.checkpoint_every_n_steps == 0 or done == t.max_steps:
+                self.save()
+        return losses
+
+
 def fabric_train(cfg: LbvaConfig, model: torch.nn.Module | None = None,
                  loader_factory: Callable[[int, int], object] | None = None, fabric=None,
-                 strategy: str | None = None, null_text: torch.Tensor | None = None, export: bool = True) -> FabricResult:
-    """Train with Fabric. ``loader_factory(rank, world)`` gives this rank's loader (default: the recipe's data).
+                 strategy: str | None = None, null_text: torch.Tensor | None = None, val_loader=None,
+                 decoder=None, export: bool = True) -> FabricResult:
+    """Train with Fabric. ``loader_factory(rank, world)`` gives this rank's loader (default: the recipe's data);
+    ``val_loader`` and ``decoder`` are those of :func:`lbva.training.fit.fit`.
 
     Call it inside the launched processes (``fabric run``, torchrun, SLURM, or ``fabric.launch(fn)``). Like
     :func:`lbva.training.fit.fit`, rank 0 writes ``<output_dir>/policy`` at the end (``export=False`` skips it).
@@ -75,85 +221,27 @@ def fabric_train(cfg: LbvaConfig, model: torch.nn.Module | None = None,
     if not getattr(fabric, "_launched", False):
         fabric.launch()
     fabric.seed_everything(t.seed)
-    if model is None:
-        from lbva.training.system import build_training_model
-
-        model = build_training_model(cfg)
-    opt, sched = build_optimizer(model, t)
-    model, opt = fabric.setup(model, opt)
+    system = LbvaSystem(cfg, model=model, null_text=null_text, decoder=decoder)
     rank, world = fabric.global_rank, fabric.world_size
     if loader_factory is not None:
         loader = loader_factory(rank, world)
     else:
-        loader, nt = _default_loader(cfg, model, rank, world)
-        null_text = null_text if null_text is not None else nt
-    objective = FlowMatchingObjective(cfg.objective, null_text)
+        loader, nt = _default_loader(cfg, system.model, rank, world)
+        if system.null_text is None and nt is not None:
+            system.null_text = nt
+    loop = FabricLoop(cfg, fabric, system, loader, val_loader)
+    system.to(fabric.device)
+    loop.resume(t.resume)
+    result = FabricResult(losses=loop.run(), model=loop.model, ema=system.ema)
+    if export and loader_factory is None:
+        weights = system.export_model()
+        if is_sharded(weights):  # gathered on every rank, written from an unsharded copy on rank 0
+            state = full_state_dict(weights)
+            if fabric.global_rank == 0:
+                from lbva.models import build_model
 
-    ckpt_dir = Path(t.output_dir) / "checkpoints"
-    state = {"model": model, "optimizer": opt, "step": 0, "epoch": 0, "consumed": 0}
-    start = 0
-    if t.resume is not None:
-        path = ckpt_dir / "last-fabric.ckpt" if t.resume == "last" else Path(t.resume)
-        if path.is_file():
-            rest = fabric.load(path, state)
-            sched.load_state_dict(rest["scheduler"])
-            set_rng_states(rest["rng"])
-            start = state["step"]
-        elif t.resume != "last":
-            raise FileNotFoundError(f"trainer.resume={t.resume!r} is not a file; give a checkpoint path or 'last'")
-
-    epoch, consumed = state["epoch"], state["consumed"]
-    batches = _epoch_iter(loader, epoch, consumed)
-    result = FabricResult()
-    acc = t.accumulate_grad_batches
-    iterator = range(start, t.max_steps)
-    if t.progress_bar and rank == 0:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, initial=start, total=t.max_steps, desc="train")
-    model.train()
-    for step in iterator:
-        total = 0.0
-        for micro in range(acc):
-            try:
-                batch = next(batches)
-            except StopIteration:
-                epoch, consumed = epoch + 1, 0
-                batches = _epoch_iter(loader, epoch, 0)
-                batch = next(batches)
-            consumed += 1
-            batch = fabric.to_device(batch)
-            B = batch["video"].shape[0]
-            gens = step_generators(t.seed, step, micro, acc, rank, world, B, fabric.device)
-            with fabric.no_backward_sync(model, enabled=micro < acc - 1):
-                out = objective(model, batch, gens)
-                fabric.backward(out.loss / acc)
-            total += float(out.loss.detach()) / acc
-        if t.grad_clip:
-            fabric.clip_gradients(model, opt, max_norm=t.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sched.step()
-        loss = fabric.all_reduce(torch.tensor(total, device=fabric.device), reduce_op="mean")
-        result.losses.append(float(loss))
-        if hasattr(iterator, "set_postfix"):
-            iterator.set_postfix(loss=f"{float(loss):.4f}")
-        done = step + 1
-        if done % t.checkpoint_every_n_steps == 0 or done == t.max_steps:
-            state.update(step=done, epoch=epoch, consumed=consumed, scheduler=sched.state_dict(), rng=rng_states(),
-                         config=to_dict(cfg))
-            fabric.save(ckpt_dir / "last-fabric.ckpt", state)
-    result.model = model
-    if export and loader_factory is None and fabric.global_rank == 0:
-        export_policy(Path(t.output_dir) / "policy", getattr(model, "module", model), cfg)
+                weights = build_model(cfg.model)
+                weights.load_state_dict(state)
+        if fabric.global_rank == 0:
+            export_policy(Path(t.output_dir) / "policy", weights, cfg)
     return result
-
-
-def _epoch_iter(loader, epoch: int, skip: int):
-    for obj in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        if obj is not None and callable(getattr(obj, "set_epoch", None)):
-            obj.set_epoch(epoch)
-    it = iter(loader)
-    for _ in range(skip):
-        next(it)
-    return it

@@ -42,12 +42,12 @@ def resolve_resume(cfg: LbvaConfig) -> str | None:
         return None
     if r == "last":
         last = ckpts / "last.ckpt"
-        if last.is_file():
+        if last.exists():
             return str(last)
         logger.info("trainer.resume=last but %s does not exist yet: starting fresh", last)
         return None
-    if not Path(r).is_file():
-        raise FileNotFoundError(f"trainer.resume={r!r} is not a file; give a .ckpt path or 'last'")
+    if not Path(r).exists():  # a file, or a folder of shards under FSDP
+        raise FileNotFoundError(f"trainer.resume={r!r} does not exist; give a .ckpt path or 'last'")
     return r
 
 
@@ -116,10 +116,14 @@ def build_trainer(cfg: LbvaConfig, callbacks=(), has_val: bool = False, **overri
 
     t = cfg.trainer
     strategy: object = t.strategy
-    if t.strategy == "fsdp":
-        from lightning.pytorch.strategies import FSDPStrategy
+    if t.strategy in ("ddp", "auto") and t.devices * t.num_nodes > 1:
+        # a step need not reach every parameter (the shared layout's action embedder carries the release's unused
+        # text projection), which plain DDP refuses
+        strategy = "ddp_find_unused_parameters_true"
+    elif t.strategy == "fsdp":  # FSDP2 per block (LbvaSystem.configure_model); checkpoints are folders of shards
+        from lightning.pytorch.strategies import ModelParallelStrategy
 
-        strategy = FSDPStrategy(checkpoint_io=AtomicCheckpointIO())
+        strategy = ModelParallelStrategy(data_parallel_size=t.num_nodes * t.devices, tensor_parallel_size=1)
     # one run per output_dir (resolve_resume refuses a second), so no -v1 siblings: last.ckpt is always this run's
     ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir(cfg)), filename="step-{step:07d}",
                            every_n_train_steps=t.checkpoint_every_n_steps, save_last=True, save_top_k=-1,

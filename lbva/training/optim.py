@@ -43,3 +43,14 @@ def build_optimizer(model: torch.nn.Module, tcfg) -> tuple[torch.optim.Optimizer
         opt, lambda s: lr_factor(s, tcfg.warmup_steps, tcfg.max_steps, tcfg.schedule, tcfg.min_lr_ratio,
                                  tcfg.warmup_start))
     return opt, sched
+
+
+def start_missing_state(optimizer: torch.optim.AdamW) -> None:
+    """Give every parameter without AdamW state yet (no gradient has reached it: e.g. the shared layout's unused
+    action text projection) the state AdamW would start it with — step 0, zero moments — so the numbers of later steps
+    are unchanged. A sharded checkpoint needs it: loading expects a state for every parameter."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if not optimizer.state[p]:
+                optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
+                                      "exp_avg_sq": torch.zeros_like(p)}

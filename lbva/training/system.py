@@ -25,7 +25,8 @@ from lbva.config import LbvaConfig, to_dict
 from lbva.objectives import FlowMatchingObjective, SamplerConfig, sample_chunk
 from lbva.objectives.losses import sample_generators
 from lbva.training.metrics import ActionChannelError, VideoLatentError
-from lbva.training.optim import build_optimizer
+from lbva.training.optim import build_optimizer, start_missing_state
+from lbva.training.sharding import is_sharded, shard_model
 
 logger = logging.getLogger(__name__)
 
@@ -123,45 +124,83 @@ class LbvaSystem(L.LightningModule):
         """The weights a policy folder should carry: the EMA average when the run keeps one, else the model."""
         return self.ema.module if self.ema is not None else self.model
 
-    # -- training --------------------------------------------------------------------------------------------
+    # -- the step: engine-neutral pieces that lightning.Trainer (the hooks below) and the Fabric loop
+    # (lbva.training.fabric) both call, so the two engines compute, average and log the same things -----------------
     def forward(self, **kwargs):
         return self.model(**kwargs)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def step_loss(self, batch: dict, step: int, micro: int, rank: int, world: int, model=None):
+        """The objective on micro-batch ``micro`` of optimizer step ``step``, its noise a function of the global
+        sample index. ``model``: the engine's wrapper of :attr:`model` (DDP and FSDP act through its forward)."""
         tcfg = self.cfg.trainer
-        acc = tcfg.accumulate_grad_batches
-        B = batch["video"].shape[0]
-        gens = step_generators(tcfg.seed, self.global_step, batch_idx % acc, acc, self.global_rank,
-                               self.trainer.world_size if self._trainer is not None else 1, B, batch["video"].device)
+        gens = step_generators(tcfg.seed, step, micro, tcfg.accumulate_grad_batches, rank, world,
+                               batch["video"].shape[0], batch["video"].device)
         self.objective.null_text = self.null_text
-        out = self.objective(self.model, batch, gens)
-        if self.resumable_loader is not None:
-            self.resumable_loader.mark_consumed(batch_idx + 1)
-        self.log_dict({f"train/{k}": v for k, v in out.terms.items()}, on_step=True, batch_size=B)
-        self.log("loss", out.terms["loss"], prog_bar=True, on_step=True, logger=False, batch_size=B)
+        return self.objective(self.model if model is None else model, batch, gens)
+
+    def step_metrics(self, out, world: int) -> dict[str, Any]:
+        """``train/<term>`` for every loss term, and ``train/tokens_per_s`` from the second step on."""
+        metrics: dict[str, Any] = {f"train/{k}": v for k, v in out.terms.items()}
         now = time.perf_counter()
         if self._last_time is not None and now > self._last_time:
-            world = self.trainer.world_size if self._trainer is not None else 1
-            self.log("train/tokens_per_s", out.num_tokens * world / (now - self._last_time), on_step=True, batch_size=B)
+            metrics["train/tokens_per_s"] = out.num_tokens * world / (now - self._last_time)
         self._last_time = now
-        every = tcfg.sample_every_n_steps
-        if every and self.global_step % every == 0 and batch_idx % acc == 0 and self.global_rank == 0:
-            self._log_sample(batch)
-        return out.loss
+        return metrics
 
-    def on_before_optimizer_step(self, optimizer) -> None:
+    def optimizer_metrics(self, optimizer) -> dict[str, Any]:
+        """``train/grad_norm`` (before clipping) and ``train/lr``, read just before the optimizer steps."""
+        metrics: dict[str, Any] = {}
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if grads:
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
-            self.log("train/grad_norm", norm, on_step=True)
-        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True)
+            metrics["train/grad_norm"] = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # sharded: whole
+        metrics["train/lr"] = optimizer.param_groups[0]["lr"]
+        return metrics
 
-    def optimizer_step(self, *args, **kwargs) -> None:
-        super().optimizer_step(*args, **kwargs)
-        # here, not in on_train_batch_end: callbacks (the checkpoint among them) run before the module's batch-end
-        # hook, so a checkpoint would hold the average one step behind the weights it was saved with
+    def update_ema(self) -> None:
+        """Fold the weights into the EMA; call right after each optimizer step (before a checkpoint is written)."""
         if self.ema is not None:
             self.ema.update_parameters(self.model)
+
+    def should_sample(self, step: int, micro: int, rank: int) -> bool:
+        """Rank 0 samples (and writes); under FSDP every rank runs the sampler, whose forwards gather parameters."""
+        every = self.cfg.trainer.sample_every_n_steps
+        return bool(every) and step % every == 0 and micro == 0 and (rank == 0 or is_sharded(self.model))
+
+    # -- lightning.Trainer hooks ------------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        acc = self.cfg.trainer.accumulate_grad_batches
+        world = self.trainer.world_size if self._trainer is not None else 1
+        out = self.step_loss(batch, self.global_step, batch_idx % acc, self.global_rank, world)
+        if self.resumable_loader is not None:
+            self.resumable_loader.mark_consumed(batch_idx + 1)
+        B = batch["video"].shape[0]
+        self.log_dict(self.step_metrics(out, world), on_step=True, batch_size=B)
+        self.log("loss", out.terms["loss"], prog_bar=True, on_step=True, logger=False, batch_size=B)
+        if self.should_sample(self.global_step, batch_idx % acc, self.global_rank) and self.logger is not None:
+            self.log_sample(batch, self.logger.experiment, self.global_step)
+        return out.loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.log_dict(self.optimizer_metrics(optimizer), on_step=True)
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, *args, **kwargs) -> None:
+        super().optimizer_step(epoch, batch_idx, optimizer, *args, **kwargs)
+        # here, not in on_train_batch_end: callbacks (the checkpoint among them) run before the module's batch-end
+        # hook, so a checkpoint would hold the average one step behind the weights it was saved with
+        self.update_ema()
+        if is_sharded(self.model):
+            start_missing_state(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer)
+
+    def configure_model(self) -> None:
+        """Under ``ModelParallelStrategy`` (``trainer.strategy=fsdp``): FSDP2 per block
+        (:func:`lbva.training.sharding.shard_model`), the EMA sharded like the weights it follows."""
+        if self.device_mesh is None or is_sharded(self.model):
+            return
+        mesh, precision = self.device_mesh["data_parallel"], self.cfg.trainer.precision
+        shard_model(self.model, mesh, precision)
+        if self.ema is not None:
+            shard_model(self.ema.module, mesh, precision)
 
     def configure_optimizers(self):
         opt, sched = build_optimizer(self.model, self.cfg.trainer)
@@ -172,8 +211,9 @@ class LbvaSystem(L.LightningModule):
         checkpoint["lbva_rng"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # a sharded checkpoint's weights were loaded already (strictly: a missing or extra EMA fails there)
         has_ema = any(k.startswith("ema.") for k in checkpoint.get("state_dict", {}))
-        if has_ema != (self.ema is not None):
+        if "state_dict" in checkpoint and has_ema != (self.ema is not None):
             raise ResumeMismatchError(
                 f"the checkpoint being resumed {'keeps' if has_ema else 'does not keep'} an EMA of the weights but "
                 f"this run has trainer.ema_decay={self.cfg.trainer.ema_decay}; resume with the run's own settings "
@@ -205,9 +245,10 @@ class LbvaSystem(L.LightningModule):
         n = min(K, F - Fh)
         return pv[:, :, :n], pa[:, :n], video[:, :, Fh:Fh + n], actions[:, Fh:Fh + n], mask[:, Fh:Fh + n]
 
-    def _log_sample(self, batch: dict) -> None:
-        experiment = getattr(self.logger, "experiment", None) if self.logger is not None else None
-        if experiment is None or not hasattr(experiment, "add_figure"):
+    def log_sample(self, batch: dict, experiment, step: int) -> None:
+        """Sample the first sequence's last chunk and write it to ``experiment`` (a TensorBoard ``SummaryWriter``;
+        anything without ``add_figure`` is skipped) at ``step``."""
+        if not hasattr(experiment, "add_figure"):
             return
         from lbva.training.visuals import action_figure, side_by_side_video
 
@@ -217,30 +258,41 @@ class LbvaSystem(L.LightningModule):
         import matplotlib.pyplot as plt
 
         fig = action_figure(pa[0], ta[0], m[0].any(dim=(0, 1)))
-        experiment.add_figure("sample/actions", fig, global_step=self.global_step)
+        experiment.add_figure("sample/actions", fig, global_step=step)
         plt.close(fig)
         frames = side_by_side_video(pv, tv, self.decoder)  # (1, T, 3, H, 2W) uint8
         try:
             import moviepy  # noqa: F401  (TensorBoard's add_video needs it)
 
-            experiment.add_video("sample/video_sampled_vs_real", frames, global_step=self.global_step, fps=4)
+            experiment.add_video("sample/video_sampled_vs_real", frames, global_step=step, fps=4)
         except ImportError:  # without moviepy: the frames as an image strip, sampled left, real right
-            experiment.add_images("sample/video_sampled_vs_real", frames[0], global_step=self.global_step,
+            experiment.add_images("sample/video_sampled_vs_real", frames[0], global_step=step,
                                   dataformats="NCHW")
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_update(self, batch: dict, batch_idx: int) -> None:
+        """Sample the batch's last chunk and add its errors to the validation metrics."""
         g = torch.Generator(device=batch["video"].device).manual_seed(self.cfg.inference.seed + batch_idx)
         pv, pa, tv, ta, m = self.sample_last_chunk(batch, g)
         self.val_action_error.update(pa, ta, m)
         self.val_video_error.update(pv, tv)
 
-    def on_validation_epoch_end(self) -> None:
+    def validation_metrics(self) -> dict[str, torch.Tensor]:
+        """``val/action_mse`` (and per used channel ``val/action_mse_chNN``) and ``val/video_latent_mse`` over the
+        batches since the last call (gathered over ranks); resets the metrics."""
+        metrics = {}
         per_channel = self.val_action_error.compute()
         used = ~torch.isnan(per_channel)
         if used.any():
-            self.log("val/action_mse", per_channel[used].mean())
+            metrics["val/action_mse"] = per_channel[used].mean()
             for c in torch.nonzero(used).flatten().tolist():
-                self.log(f"val/action_mse_ch{c:02d}", per_channel[c])
-        self.log("val/video_latent_mse", self.val_video_error.compute().float())
+                metrics[f"val/action_mse_ch{c:02d}"] = per_channel[c]
+        metrics["val/video_latent_mse"] = self.val_video_error.compute().float()
         self.val_action_error.reset()
         self.val_video_error.reset()
+        return metrics
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.validation_update(batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.validation_metrics())
