@@ -121,10 +121,10 @@ def keyframes(c: int) -> list[int]:
 
 
 def save_lerobot_policy(out: Path, arch: dict, history: int, seed: int = 0):
-    """A LeRobot-built lingbot_va policy on metaworld-sawyer with every transformer weight perturbed (no identity
-    initialisation hides a mis-mapped tensor), saved with its processors; returns it with its postprocessor."""
+    """A LeRobot-built lingbot_va policy on metaworld-sawyer (:func:`save_random_lerobot_policy`); returns it with
+    its postprocessor."""
     from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.policies.lingbot_va import LingBotVAConfig, LingBotVAPolicy, make_lingbot_va_pre_post_processors
+    from lerobot.policies.lingbot_va import LingBotVAConfig
 
     cfg = LingBotVAConfig(
         **arch, **SAMPLING, text_dim=TEXT_DIM, in_channels=C, out_channels=C, dtype="float32", device="cpu",
@@ -132,17 +132,27 @@ def save_lerobot_policy(out: Path, arch: dict, history: int, seed: int = 0):
         frame_chunk_size=K, used_action_channel_ids=USED_SLOTS, attn_window=2 * history,
         input_features={CAMERA: PolicyFeature(type=FeatureType.VISUAL, shape=(3, 64, 64))},
         output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(len(USED_SLOTS),))})
+    policy, post = save_random_lerobot_policy(out, cfg, torch.tensor([-0.5, -1.0, 0.2, 1.0]),
+                                              torch.tensor([0.5, 2.0, 0.9, -1.0]), seed)
+    return policy.eval(), post
+
+
+def save_random_lerobot_policy(out: Path, cfg, q01: torch.Tensor, q99: torch.Tensor, seed: int):
+    """LeRobot builds a lingbot_va policy from ``cfg``, every transformer weight is perturbed (no identity
+    initialisation hides a mis-mapped tensor), and LeRobot saves it with processors holding the action q01/q99;
+    returns the policy and its postprocessor."""
+    from lerobot.policies.lingbot_va import LingBotVAPolicy, make_lingbot_va_pre_post_processors
+
     torch.manual_seed(seed)
     policy = LingBotVAPolicy(cfg)
     with torch.no_grad():
         for p in policy.transformer.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     policy.save_pretrained(out)
-    stats = {"action": {"q01": torch.tensor([-0.5, -1.0, 0.2, 1.0]), "q99": torch.tensor([0.5, 2.0, 0.9, -1.0])}}
-    pre, post = make_lingbot_va_pre_post_processors(cfg, stats)
+    pre, post = make_lingbot_va_pre_post_processors(cfg, {"action": {"q01": q01, "q99": q99}})
     pre.save_pretrained(out)
     post.save_pretrained(out)
-    return policy.eval(), post
+    return policy, post
 
 
 class LeRobotLoop:

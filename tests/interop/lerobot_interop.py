@@ -88,19 +88,10 @@ def lerobot_config(**overrides):
 
 def save_lerobot_policy(out: Path, cfg=None, q01=None, q99=None, seed: int = 1):
     """A LeRobot-built, LeRobot-saved tiny lingbot_va folder (random weights, perturbed like :func:`tiny_model`)."""
-    from lerobot.policies.lingbot_va import LingBotVAPolicy, make_lingbot_va_pre_post_processors
+    from lbva.bench.lerobot_chunk import save_random_lerobot_policy
 
     cfg = cfg or lerobot_config()
-    torch.manual_seed(seed)
-    policy = LingBotVAPolicy(cfg)
-    with torch.no_grad():
-        for p in policy.transformer.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    policy.save_pretrained(out)
     n = len(cfg.used_action_channel_ids)
     q01 = torch.linspace(-1.0, -0.5, n) if q01 is None else torch.as_tensor(q01, dtype=torch.float32)
     q99 = torch.linspace(0.5, 2.0, n) if q99 is None else torch.as_tensor(q99, dtype=torch.float32)
-    pre, post = make_lingbot_va_pre_post_processors(cfg, {"action": {"q01": q01, "q99": q99}})
-    pre.save_pretrained(out)
-    post.save_pretrained(out)
-    return policy
+    return save_random_lerobot_policy(out, cfg, q01, q99, seed)[0]
