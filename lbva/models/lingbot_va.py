@@ -320,7 +320,7 @@ class LingBotVA(nn.Module):
         h, w = H // p[1], W // p[2]
         # channel-major packing: (c p1 p2) per token, as the release's patch_embedding_mlp expects
         t = x.reshape(B, C, F_, h, p[1], w, p[2]).permute(0, 2, 3, 5, 1, 4, 6).reshape(B, F_ * h * w, C * p[1] * p[2])
-        tokens = self.patch_embedding_mlp(t)  # (B, L, D)
+        tokens = self.patch_embedding_mlp(t.to(self.patch_embedding_mlp.weight.dtype))  # (B, L, D), in the weights' dtype
         frames = f0 if torch.is_tensor(f0) else torch.arange(f0, f0 + F_, device=x.device)
         ff, hh, ww = torch.meshgrid(frames, torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
         pos = torch.stack([ff, hh, ww], -1).reshape(-1, 3).float()
@@ -335,7 +335,7 @@ class LingBotVA(nn.Module):
         B, F_, N, A = a.shape
         if sigma is None or tuple(sigma.shape) != (B, F_):
             raise ValueError(f"action σ must be (B, F) = {(B, F_)}, got {None if sigma is None else tuple(sigma.shape)}")
-        tokens = self.action_embedder(a.reshape(B, F_ * N, A))
+        tokens = self.action_embedder(a.reshape(B, F_ * N, A).to(self.action_embedder.weight.dtype))
         frames = f0 if torch.is_tensor(f0) else torch.arange(f0, f0 + F_, device=a.device)
         tpos = frames[:, None].float() + (torch.arange(N, device=a.device).float()[None] + 1) / (N + 1)
         pos = torch.stack([tpos.reshape(-1), torch.full((F_ * N,), -1.0, device=a.device),

@@ -31,8 +31,11 @@ def inverse_shift(sigma_shifted: torch.Tensor | float, shift: float) -> torch.Te
 
 
 def interpolate(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """x_σ = (1 − σ)·x₀ + σ·ε; ``sigma`` must already broadcast against ``x0``."""
-    return (1 - sigma) * x0 + sigma * noise
+    """x_σ = (1 − σ)·x₀ + σ·ε in ``x0``'s dtype; ``sigma`` must already broadcast against ``x0``.
+
+    σ is drawn in float32; without the cast a bf16 batch (``trainer.precision=bf16-true``) became float32 here and
+    met the model's bf16 weights."""
+    return ((1 - sigma) * x0 + sigma * noise).to(x0.dtype)
 
 
 def target_velocity(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -168,10 +168,12 @@ class FlowMatchingObjective:
         fdm = draw("rand", (), B, generator, dev) < cfg.fdm_prob if cfg.fdm_prob > 0 else False  # (B,) or False
         window = self._window(B, generator, dev)
 
+        # a packed batch (data.pack_tokens) tells the model where its windows start; other batches pass nothing
+        packed = {"frame_episode": batch["frame_episode"]} if "frame_episode" in batch else {}
         out = model(
             noisy_video=xv, video_sigma=sv, noisy_actions=xa, action_sigma=sa, text=text,
             clean_video=clean, clean_video_sigma=clean_sigma, clean_actions=a0, chunk_size=chunk,
-            window=window, fdm=fdm, frame_episode=batch.get("frame_episode"),  # packed batches (data.pack_tokens)
+            window=window, fdm=fdm, **packed,
         )
         per_seq = self._video_loss(out.video, uv, self.video.weight(sv))  # (B,)
         l_inv = self._action_loss(out.actions, ua, self.action.weight(sa), mask)

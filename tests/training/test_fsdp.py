@@ -3,12 +3,12 @@ and EMA as one unsharded process on the same global batch, half the parameters p
 that resumes exactly."""
 
 import os
-import socket
 
 import lightning as L
 import pytest
 import torch
 import torch.multiprocessing as mp
+from ranks import free_port, rank_shard_loader
 
 from lbva.config import load_config
 from lbva.models import build_model
@@ -32,16 +32,14 @@ def _model(cfg):
 def _loader(rank, world):
     """This rank's rows of a fixed global batch, so any process count trains on the same samples."""
     ds = SyntheticBatches(3, GLOBAL_BATCH, 16, 4, 4, 4, 2, 4, 64, chunk_sizes=(2,), used_mask=torch.arange(30) < 6)
-    per = GLOBAL_BATCH // world
+    return rank_shard_loader(ds, GLOBAL_BATCH, rank, world)
 
-    class Shard(torch.utils.data.Dataset):
-        def __len__(self):
-            return len(ds)
 
-        def __getitem__(self, i):
-            return {k: (v[rank * per:(rank + 1) * per] if torch.is_tensor(v) else v) for k, v in ds[i].items()}
-
-    return torch.utils.data.DataLoader(Shard(), batch_size=None)
+def _on_two_processes(worker, tmp_path):
+    """Run ``worker(rank, 2, port, tmp_path, out)`` on two spawned processes; what rank 0 saved to ``out``."""
+    out = tmp_path / "two.pt"
+    mp.start_processes(worker, args=(2, free_port(), tmp_path, out), nprocs=2, join=True, start_method="spawn")
+    return torch.load(out, weights_only=True)
 
 
 def _fsdp_worker(rank, world, port, tmp, out):
@@ -78,12 +76,7 @@ def test_fsdp_per_block_on_two_processes_equals_one_process_and_resumes_exactly(
     from lbva.training.fabric import fabric_train
 
     one = fabric_train(cfg, model=_model(cfg), loader_factory=_loader)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = tmp_path / "two.pt"
-    mp.start_processes(_fsdp_worker, args=(2, port, tmp_path, out), nprocs=2, join=True, start_method="spawn")
-    two = torch.load(out, weights_only=True)
+    two = _on_two_processes(_fsdp_worker, tmp_path)
 
     assert len(set(one.losses)) == 4
     # gloo reduces (reduce-scatter, then all-gather) in another order than one process sums the batch
@@ -148,12 +141,7 @@ def test_trainer_fsdp_per_block_on_two_processes_equals_one_process_and_resumes_
     cfg = _cfg(tmp_path / "one", 1, "trainer.max_steps=3")
     recorded = _Losses()
     _, one = fit(cfg, model=_model(cfg), loader_factory=_loader, callbacks=[recorded], export=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = tmp_path / "two.pt"
-    mp.start_processes(_trainer_worker, args=(2, port, tmp_path, out), nprocs=2, join=True, start_method="spawn")
-    two = torch.load(out, weights_only=True)
+    two = _on_two_processes(_trainer_worker, tmp_path)
 
     assert len(recorded.losses) == 3 and two["units"]
     assert two["losses"] == pytest.approx(recorded.losses, rel=1e-5)

@@ -4,6 +4,7 @@
 import lightning as L
 import pytest
 import torch
+from ranks import free_port, rank_shard_loader
 from standin_model import StandInVA
 
 from lbva.config import load_config
@@ -103,17 +104,7 @@ def _fabric_worker(rank, world, global_batch, tmp, out):
 
     def loader(r, w):
         ds = SyntheticBatches(2, global_batch, 2, 2, 2, 4, 2, 3, 4, chunk_sizes=(2,), used_mask=torch.arange(30) < 6)
-        per = global_batch // w
-
-        class Shard(torch.utils.data.Dataset):
-            def __len__(self):
-                return len(ds)
-
-            def __getitem__(self, i):
-                b = ds[i]
-                return {k: (v[r * per:(r + 1) * per] if torch.is_tensor(v) else v) for k, v in b.items()}
-
-        return torch.utils.data.DataLoader(Shard(), batch_size=None)
+        return rank_shard_loader(ds, global_batch, r, w)
 
     res = fabric_train(cfg, model=_model(), loader_factory=loader)
     if rank == 0:
@@ -121,16 +112,11 @@ def _fabric_worker(rank, world, global_batch, tmp, out):
 
 
 def test_fabric_two_processes_equal_one(tmp_path):
-    import socket
+    import os
 
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    import os
-
-    os.environ["LBVA_TEST_PORT"] = str(port)
+    os.environ["LBVA_TEST_PORT"] = str(free_port())
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     _fabric_worker(0, 1, 2, tmp_path / "r1", one)
     mp.start_processes(_fabric_worker, args=(2, 2, tmp_path / "r2", two), nprocs=2, join=True, start_method="spawn")
