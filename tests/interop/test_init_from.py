@@ -8,7 +8,6 @@ from exactly those tensors, read back independently with safetensors.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
