@@ -38,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("--embodiment", default="metaworld-sawyer")
     p.add_argument("--repeats", type=int, default=None, help="timed chunks per measurement")
-    p.add_argument("--only", type=_parts, default=PARTS, metavar="PARTS",
-                   help="comma-separated measurements to run: " + ", ".join(PARTS))
+    p.add_argument("--only", type=_parts, default=None, metavar="PARTS",
+                   help="comma-separated measurements to run, of " + ", ".join(PARTS) + " (all when not given)")
 
 
 PARTS = ("latency", "long_session", "denoise", "idle", "server")
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
 
     results: dict = {"size": size, "embodiment": args.embodiment, "histories": list(histories),
                      "load_average_start": load_average()}
-    only = set(getattr(args, "only", PARTS))
+    only = set(getattr(args, "only", None) or PARTS)
     bar = tqdm(total=(len(histories) * 2 if "latency" in only else 0) + 2 * ("long_session" in only)
                + len(only - {"latency", "long_session"}), desc="lbva bench inference", disable=None)
     _chunk_latencies(stack, 2, 2)  # warm-up, untimed: first calls pay for allocation and lazy set-up
