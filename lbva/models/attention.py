@@ -201,6 +201,7 @@ class Attend:
         mask = spec.dense()  # (L, S) or (B, L, S)
         self.mask = mask[:, None] if mask.ndim == 3 else mask  # SDPA broadcasts (B, 1, L, S) over heads
         self.block_mask = None
+        self._float_mask: torch.Tensor | None = None
         if kernel == "flex":
             from torch.nn.attention.flex_attention import create_block_mask
 
@@ -222,11 +223,19 @@ class Attend:
                     "on a GPU machine, or set model.attn_kernel=sdpa"
                 ) from e
 
+    def _additive(self, dtype: torch.dtype) -> torch.Tensor:
+        """The mask as 0 / −inf in the query's dtype, made once per forward: SDPA would otherwise convert the
+        boolean mask again in every layer."""
+        if self._float_mask is None or self._float_mask.dtype != dtype:
+            self._float_mask = torch.zeros(self.mask.shape, dtype=dtype, device=self.mask.device).masked_fill(
+                ~self.mask, float("-inf"))
+        return self._float_mask
+
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q (B, L, Hh, Dh), k/v (B, S, Hh, Dh) -> (B, L, Hh, Dh). k/v may be strided views (a KV cache's buffer)."""
         if self.kernel == "sdpa":
             out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                 attn_mask=self.mask)
+                                                 attn_mask=self._additive(q.dtype))
             return out.transpose(1, 2)
         if self.kernel == "flex":
             from torch.nn.attention.flex_attention import flex_attention

@@ -142,18 +142,33 @@ class KVCache:
         extent = max(self._extent, int(slots[-1]) + 1)
         return CacheCall(self, slots, extent, ids, noisy, rows)
 
-    def close(self, call: CacheCall, tag: tuple | None = None) -> None:
-        """Keep the call's tokens as an entry tagged ``tag`` (a write), or give its slots back (``tag=None``)."""
+    def close(self, call: CacheCall, tag: tuple | list[tuple[tuple, int]] | None = None) -> None:
+        """Keep the call's tokens as an entry tagged ``tag`` (a write), or give its slots back (``tag=None``).
+
+        A call that wrote several entries at once (:meth:`LingBotVA.stream_write
+        <lbva.models.lingbot_va.LingBotVA.stream_write>`) passes ``[(tag, tokens), ...]`` in its token order: each
+        entry keeps its share of the call's slots, oldest first."""
         if tag is None:
             return
+        parts = [(tag, int(call.slots.numel()))] if isinstance(tag, tuple) else list(tag)
+        if sum(n for _, n in parts) != call.slots.numel():
+            raise ValueError(f"the entries {parts} do not add up to the call's {call.slots.numel()} tokens")
         if self.rows is not None and call.rows != self.rows:
             raise ValueError(f"a write with {call.rows} batch rows, but the cache holds {self.rows}: every row "
                              "of the history must be written")
         self.rows = call.rows
         self._used[call.slots] = True
         self._ids[call.slots] = call.ids.cpu()
-        self._entries.append(_Entry(tuple(tag), call.slots))
+        start = 0
+        for t, n in parts:
+            self._entries.append(_Entry(tuple(t), call.slots[start:start + n]))
+            start += n
         self._extent = call.extent
+
+    @property
+    def free_tokens(self) -> int:
+        """Slots a call may take without evicting anything."""
+        return self.capacity - self.size
 
     def _buffers(self, layer: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self._k:

@@ -58,13 +58,22 @@ def rope_angles(pos: torch.Tensor, freqs) -> torch.Tensor:
     return torch.cat([pos[:, 0:1] * f, pos[:, 1:2] * h, pos[:, 2:3] * w], dim=-1)
 
 
+def rope_tables(angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """angles (L, Dh/2) -> the (cos, sin) tables :func:`apply_rope` reads, (L, Dh) each: cos repeated per pair,
+    sin as (−sin, +sin) per pair. Built once per forward, read by every layer."""
+    cos, sin = angles.cos(), angles.sin()
+    return cos.repeat_interleave(2, -1), torch.stack([-sin, sin], -1).flatten(-2)
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x (B, L, Hh, Dh) rotated pairwise (x[2i], x[2i+1]) by angles; cos/sin (L, Dh/2)."""
-    xf = x.float().unflatten(-1, (-1, 2))
-    a, b = xf[..., 0], xf[..., 1]
-    c, s = cos[None, :, None, :], sin[None, :, None, :]
-    out = torch.stack([a * c - b * s, a * s + b * c], dim=-1).flatten(-2)
-    return out.type_as(x)
+    """x (B, L, Hh, Dh) rotated pairwise (x[2i], x[2i+1]) by angles; cos/sin (L, Dh) from :func:`rope_tables`.
+
+    Pair (a, b) becomes (a·c − b·s, b·c + a·s): x·cos plus x with each pair swapped times the signed sin — four
+    elementwise kernels instead of splitting and re-stacking the pairs, with the same roundings (negation is exact,
+    and IEEE addition commutes), so the result is bit-identical to the pairwise formula."""
+    xf = x.float()
+    swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    return (xf * cos[None, :, None, :] + swapped * sin[None, :, None, :]).type_as(x)
 
 
 # ------------------------------------------------------------------------------------------------ blocks
@@ -366,11 +375,12 @@ class LingBotVA(nn.Module):
         return seg.modality if self.action_blocks is not None else VIDEO
 
     def _layer(self, i: int, xs: list[torch.Tensor | None], mods: list[torch.Tensor | None], ropes, text_kv, attend,
-               cache_call) -> list[torch.Tensor | None]:
+               cache_call, kv_only: bool = False) -> list[torch.Tensor | None] | None:
         """One joint layer (openpi's gemma pattern): one hidden state (B, L, D) per expert of :meth:`_experts`, None
         for an expert with no tokens in this call. Each expert projects its own Q/K/V, one attention call runs over
         the concatenation under the mask, and each expert takes its part back. With ``cache_call`` the new
-        keys/values go into the KV cache's buffer and the call attends over the history there, in place."""
+        keys/values go into the KV cache's buffer and the call attends over the history there, in place.
+        ``kv_only`` (a cache write's last layer when nobody reads the output): store the keys/values and stop."""
         pre, post = (_compiled_pre(), _compiled_post()) if self.compiled else (_pre, _post)
         experts = self._experts(i)
         parts = [None if x is None else pre(block, x, mod, rope)
@@ -379,15 +389,19 @@ class LingBotVA(nn.Module):
         q, k, v = (torch.cat([t[j] for t in qkv], 1) if len(qkv) > 1 else qkv[0][j] for j in range(3))
         if cache_call is not None:
             k, v = cache_call.store(i, k, v)  # (B, S, Hh, Dh) views over the cache's slots, this call's included
+        if kv_only:
+            return None
         o = attend(q, k, v)
         outs = iter(o.split([x.shape[1] for x in xs if x is not None], 1))
         return [None if x is None else post(block, x, next(outs), part[1], text_kv)
                 for block, x, part in zip(experts, xs, parts)]
 
-    def _run(self, segments: list[_Segment], text_kv, fdm, window: AttentionWindow | None, cache_call=None):
+    def _run(self, segments: list[_Segment], text_kv, fdm, window: AttentionWindow | None, cache_call=None,
+             output: bool = True):
         """The one layer loop: the segments are grouped by expert (their token order in the joint sequence: the
         video expert's, then the action expert's, each in the caller's order); ``cache_call`` reads and extends the
-        history in a KV cache. Returns one hidden state per segment, in the caller's order."""
+        history in a KV cache. Returns one hidden state per segment, in the caller's order — or None with
+        ``output=False`` (a cache write nobody reads: the last layer stops at its keys/values)."""
         groups = [[j for j, s in enumerate(segments) if self._expert_of(s) == e] for e in (VIDEO, ACTION)]
         order = [segments[j] for g in groups for j in g]
         ids = torch.cat([s.ids for s in order])
@@ -404,7 +418,7 @@ class LingBotVA(nn.Module):
             temb[e] = torch.cat([t for t, _ in tm], 1)
             mods[e] = torch.cat([m for _, m in tm], 1)
             ang = rope_angles(torch.cat([s.pos for s in st]), self._freqs)
-            ropes[e] = (ang.cos(), ang.sin())
+            ropes[e] = rope_tables(ang)
         if cache_call is None:
             spec = MaskSpec(ids, noisy, ids, noisy, fdm=fdm, window=window, q_episode=episode, k_episode=episode)
         else:
@@ -415,7 +429,10 @@ class LingBotVA(nn.Module):
             if self.activation_checkpointing and self.training and torch.is_grad_enabled() and cache_call is None:
                 xs = checkpoint(self._layer, i, xs, mods, ropes, text_kv[i], attend, None, use_reentrant=False)
             else:
-                xs = self._layer(i, xs, mods, ropes, text_kv[i], attend, cache_call)
+                last = i == len(self.blocks) - 1
+                xs = self._layer(i, xs, mods, ropes, text_kv[i], attend, cache_call, kv_only=last and not output)
+        if not output:
+            return None
         heads = ((self.scale_shift_table, self.norm_out), (self.action_scale_shift_table, self.action_norm_out))
         hs: list[torch.Tensor | None] = [None] * len(segments)
         for g, x, t, (table, norm) in zip(groups, xs, temb, heads):
@@ -505,30 +522,65 @@ class LingBotVA(nn.Module):
         return KVCache(len(self.blocks), capacity, as_window(window), rows)
 
     def stream(self, cache, text_kv, modality: str, x: torch.Tensor, sigma: torch.Tensor, chunk: int,
-               chunk_size: int, write: tuple | None = None, fdm: bool = False) -> torch.Tensor:
+               chunk_size: int, write: tuple | None = None, fdm: bool = False,
+               output: bool = True) -> torch.Tensor | None:
         """Velocity for one chunk of one modality, attending to the cache and to itself under the cache's window.
 
         ``x``: video (B, C, K, H, W) or actions (B, K, N, A) of chunk ``chunk``; σ (B, K). With ``write`` a tag
         ``(chunk, modality, imagined)``, the tokens are clean history: they attend as clean tokens, and their
         per-layer K/V stay in ``cache`` under that tag. Every call, writing or not, first lets the cache evict
-        what its window says to make room for the call's tokens."""
+        what its window says to make room for the call's tokens. ``output=False`` (writes only): return None and
+        skip what only the output needs — the last layer's attention, text cross-attention and FFN, and the head."""
         if modality not in ("video", "actions"):
             raise ValueError(f"modality {modality!r} is unknown; choose 'video' or 'actions'")
+        if not output and write is None:
+            raise ValueError("output=False is for cache writes (a query's output is its velocity); give write=")
         f0 = chunk * chunk_size
         noisy = write is None
         seg = (self._video_tokens if modality == "video" else self._action_tokens)(x, sigma, f0, chunk_size, noisy)
         call = cache.open(seg.ids, torch.full_like(seg.ids, noisy, dtype=torch.bool), chunk, rows=x.shape[0])
         try:
-            (h,) = self._run([seg], text_kv, fdm, cache.window, cache_call=call)
+            hs = self._run([seg], text_kv, fdm, cache.window, cache_call=call, output=output)
         except BaseException:
             cache.close(call)  # give the slots back
             raise
         cache.close(call, write)
+        if hs is None:
+            return None
+        (h,) = hs
         if modality == "video":
             return self._video_out(h, x.shape)
         return self.action_proj_out(h).reshape(x.shape)
 
     # ---- checkpoints
+    def stream_write(self, cache, text_kv, chunk: int, chunk_size: int,
+                     writes: list[tuple[str, torch.Tensor, torch.Tensor, bool]]) -> None:
+        """Write chunk ``chunk``'s video and actions into ``cache`` in one call: ``writes`` holds
+        ``(modality, x, σ, imagined)`` for "video" and then "actions" (the feedback of a real chunk).
+
+        The joint call computes what two :meth:`stream` writes in that order compute — under the mask the clean
+        actions see the clean video of their chunk and the video does not see them, layer by layer the same
+        keys/values — as long as neither write would evict: so the cache must have room for both
+        (:attr:`~lbva.models.kv_cache.KVCache.free_tokens`), else this refuses and the caller writes them apart."""
+        mods = [w[0] for w in writes]
+        if mods != ["video", "actions"]:
+            raise ValueError(f"stream_write takes one video and then one action write, got {mods}")
+        f0 = chunk * chunk_size
+        segs = [(self._video_tokens if m == "video" else self._action_tokens)(x, sigma, f0, chunk_size, False)
+                for m, x, sigma, _ in writes]
+        need = sum(int(sg.ids.numel()) for sg in segs)
+        if need > cache.free_tokens:
+            raise ValueError(f"a joint write of {need} tokens needs that much free room, but the cache has "
+                             f"{cache.free_tokens}: write the entries one by one (each may evict)")
+        ids = torch.cat([sg.ids for sg in segs])
+        call = cache.open(ids, torch.zeros_like(ids, dtype=torch.bool), chunk, rows=writes[0][1].shape[0])
+        try:
+            self._run(segs, text_kv, False, cache.window, cache_call=call, output=False)
+        except BaseException:
+            cache.close(call)
+            raise
+        cache.close(call, [((chunk, m, imagined), int(sg.ids.numel())) for (m, _, _, imagined), sg in zip(writes, segs)])
+
     def save_pretrained(self, directory) -> Path:
         """Write ``config.json`` + ``model.safetensors`` to ``directory``, replacing an earlier save atomically
         (:func:`lbva.atomic_io.atomic_folder`: a killed save leaves the previous version or the new one)."""

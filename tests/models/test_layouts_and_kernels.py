@@ -9,6 +9,7 @@ from model_inputs import full_inputs as _inputs
 
 from lbva.config import load_config
 from lbva.models import build_model
+from lbva.models.lingbot_va import rope_tables
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,7 @@ def _layer_inputs(model, lengths, seed=0):
             xs[e] = torch.randn(1, L, d, generator=g)
             mods[e] = torch.randn(1, L, 6, d, generator=g) * 0.1
             ang = torch.rand(L, model.arch.attention_head_dim // 2, generator=g)
-            ropes[e] = (ang.cos(), ang.sin())
+            ropes[e] = rope_tables(ang)
     text_kv = model.text_context(torch.randn(1, 5, DT, generator=g))[0]
     return xs, mods, ropes, text_kv
 

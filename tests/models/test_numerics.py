@@ -44,6 +44,33 @@ def test_rope_fp32_matches_a_float64_reference():
     torch.testing.assert_close(got.sin().double(), want.sin(), rtol=0, atol=2e-5)
 
 
+def test_apply_rope_rotates_each_pair_as_the_pairwise_formula_does():
+    """The swapped-pair form gives the bits of the pairwise rotation (a·c − b·s, a·s + b·c) written out here, in
+    fp32 and in bf16, and pairs (x[2i], x[2i+1]) rotate by angle i — not any other pairing."""
+    from lbva.models.lingbot_va import apply_rope, rope_tables
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 3, 8, generator=g)  # (B, L, Hh, Dh)
+    ang = torch.rand(5, 4, generator=g) * 6
+
+    def pairwise(x):
+        xf = x.float()
+        out = torch.empty_like(xf)
+        for i in range(4):
+            a, b = xf[..., 2 * i], xf[..., 2 * i + 1]
+            c, s = ang[:, i].cos()[None, :, None], ang[:, i].sin()[None, :, None]
+            out[..., 2 * i], out[..., 2 * i + 1] = a * c - b * s, a * s + b * c
+        return out.type_as(x)
+
+    for t in (x, x.bfloat16()):
+        got = apply_rope(t, *rope_tables(ang))
+        assert got.dtype == t.dtype and torch.equal(got, pairwise(t))
+    # a rotation: norms of each pair are kept, and angle 0 is the identity
+    got = apply_rope(x, *rope_tables(ang)).double().unflatten(-1, (4, 2)).norm(dim=-1)
+    torch.testing.assert_close(got, x.double().unflatten(-1, (4, 2)).norm(dim=-1))
+    assert torch.equal(apply_rope(x, *rope_tables(torch.zeros(5, 4))), x)
+
+
 @pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
 def test_compiled_tiny_model_gives_eager_numbers(backend):
     """aot_eager checks that dynamo traces the model (quick); inductor generates code (minutes on 2 cores)."""
