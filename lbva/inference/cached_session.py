@@ -64,10 +64,32 @@ class CachedSession(EntryBook):
     def write(self, entry: Entry) -> None:
         if self._record(entry):  # a rewrite replaces the cached keys/values, never duplicates them
             self.cache.drop(entry.chunk, entry.modality, imagined_only=False)
+        self._write_recorded(entry)
+
+    def _write_recorded(self, entry: Entry) -> None:
         with torch.no_grad():
             self.model.stream(self.cache, self._tkv, entry.modality, repeat_rows(entry.value, self._rows),
                               repeat_rows(entry.sigma, self._rows), entry.chunk, self.chunk_frames,
-                              write=(entry.chunk, entry.modality, entry.imagined))
+                              write=(entry.chunk, entry.modality, entry.imagined), output=False)
+        self._forget_evicted()
+
+    def write_chunk(self, video: Entry, actions: Entry) -> None:
+        """A chunk's video and actions (in that order): one model call when the cache has room for both without
+        evicting (:meth:`~lbva.models.lingbot_va.LingBotVA.stream_write`, the same keys/values as two writes), else
+        two :meth:`write` calls, each evicting as it must."""
+        for entry in (video, actions):
+            if self._record(entry):
+                self.cache.drop(entry.chunk, entry.modality, imagined_only=False)
+        need = sum(self.model.chunk_tokens(self.video_shape[1], self.video_shape[2], self.chunk_frames,
+                                           self.action_shape[0]))
+        if video.chunk != actions.chunk or need > self.cache.free_tokens:
+            for entry in (video, actions):
+                self._write_recorded(entry)
+            return
+        with torch.no_grad():
+            self.model.stream_write(self.cache, self._tkv, video.chunk, self.chunk_frames,
+                                    [(e.modality, repeat_rows(e.value, self._rows), repeat_rows(e.sigma, self._rows),
+                                      e.imagined) for e in (video, actions)])
         self._forget_evicted()
 
     def drop(self, chunk: int, modality: Modality | None = None, imagined_only: bool = True) -> None:

@@ -9,6 +9,14 @@ chunk to ``video_stop_sigma``, writes that imagined video into the session's his
 chunk seeing it, with the sampler's loop (:mod:`lbva.objectives.sampler`) and the session's velocity.
 :meth:`ChunkPredictor.commit` replaces an imagined chunk with the real one; :meth:`ChunkPredictor.ground`
 re-imagines a chunk from its first real frames and the actions sent (forward dynamics).
+
+The predicted actions of a chunk are written into the history lazily: before the next call that reads or writes
+the history, or dropped unwritten when the next call replaces that very chunk (the sync loop's :meth:`commit`).
+In the sync loop that saves one model call per chunk (LeRobot's port and the released server make it, then throw
+its keys/values away at the feedback), and it changes nothing the model sees: the write's room was already made by
+the chunk's own action queries (the same tokens, just before), so it never evicts, and every other call finds the
+history exactly as if the write had happened in order. Reading :attr:`ChunkPredictor.session` writes it first, so
+callers always see the whole history.
 """
 
 from __future__ import annotations
@@ -34,9 +42,29 @@ class ChunkPredictor:
         self.session_kind = session_kind
         self.reset(0)
 
+    @property
+    def session(self):
+        """The episode's history (a :class:`~lbva.inference.session.Session`), with every predicted chunk in it."""
+        self._write_deferred()
+        return self._session
+
+    def _write_deferred(self) -> None:
+        """Write the predicted action chunk still waiting (see the module's note), if any."""
+        entry, self._deferred = self._deferred, None
+        if entry is not None:
+            self._session.write(entry)
+
+    def _replacing(self, c: int) -> None:
+        """Chunk c's imagined entries are about to be dropped: a waiting write of chunk c is discarded unwritten
+        (what the drop would remove), any other is written first, in order."""
+        if self._deferred is not None and self._deferred.chunk == c:
+            self._deferred = None
+        self._write_deferred()
+
     def reset(self, seed: int) -> None:
         """Forget the episode: no history yet, noise from ``seed``."""
-        self.session = None
+        self._session = None
+        self._deferred: Entry | None = None  # predicted actions not yet written into the history
         self.text: torch.Tensor | None = None
         self.null: torch.Tensor | None = None
         self.latent_shape: tuple[int, int, int] | None = None
@@ -58,8 +86,9 @@ class ChunkPredictor:
         self.cond_latent = cond_latent
         self.text, self.null = text, null
         kind = RecomputeSession if self.session_kind == "recompute" else CachedSession
-        self.session = kind(self.model, self.K, self.latent_shape, (self.N, self.A), window=self.window)
-        self.session.set_text(text, null)
+        self._deferred = None
+        self._session = kind(self.model, self.K, self.latent_shape, (self.N, self.A), window=self.window)
+        self._session.set_text(text, null)
 
     def frame_sigmas(self, sigma: float, fixed: int) -> torch.Tensor:
         """(1, K) σ of a chunk's latent frames: ``sigma``, the first ``fixed`` (real) frames at 0."""
@@ -72,27 +101,29 @@ class ChunkPredictor:
         """Denoise video chunk c to the stop σ; ``fixed`` (1, C, k, h, w) real frames stay at σ = 0."""
         C, h, w = self.latent_shape
         noise = torch.randn(1, C, self.K, h, w, generator=self.generator).to(self.device)
-        return denoise_video(noise, lambda x, sigma, t: self.session.velocity(c, "video", x, sigma, t, fdm=fdm),
+        self._write_deferred()
+        return denoise_video(noise, lambda x, sigma, t: self._session.velocity(c, "video", x, sigma, t, fdm=fdm),
                              self.sampler, self.text, self.null, fixed)
 
     @torch.no_grad()
     def decode_actions(self, c: int, zero_first: bool) -> torch.Tensor:
         """Denoise action chunk c from σ = 1 to 0 (inverse dynamics: it sees video chunk c); (1, K, N, A)."""
         noise = torch.randn(1, self.K, self.N, self.A, generator=self.generator).to(self.device)
-        return denoise_actions(noise, lambda x, sigma, t: self.session.velocity(c, "actions", x, sigma, t),
+        self._write_deferred()
+        return denoise_actions(noise, lambda x, sigma, t: self._session.velocity(c, "actions", x, sigma, t),
                                self.sampler, self.text, self.null, self.used, zero_frames=1 if zero_first else 0)
 
     def _write_imagined_video(self, c: int, fixed: torch.Tensor | None, fdm: bool) -> None:
         k = 0 if fixed is None else fixed.shape[2]
         video = self.imagine_video(c, fixed, fdm=fdm)
         self.imagined_video[c] = video
-        self.session.write(Entry(c, "video", video, self.frame_sigmas(self.sampler.video_stop_sigma, k), True))
+        self._session.write(Entry(c, "video", video, self.frame_sigmas(self.sampler.video_stop_sigma, k), True))
 
     def predict(self, c: int, fixed: torch.Tensor | None = None) -> torch.Tensor:
         """Imagine video chunk c, write it, decode its actions, write them; returns (1, K, N, A) normalised."""
         self._write_imagined_video(c, fixed, fdm=False)
         actions = self.decode_actions(c, zero_first=(c == 0))
-        self.session.write(Entry(c, "actions", actions, torch.zeros(1, self.K, device=self.device), True))
+        self._deferred = Entry(c, "actions", actions, torch.zeros(1, self.K, device=self.device), True)
         self.pending[c] = actions
         self.next_chunk = max(self.next_chunk, c + 1)
         return actions
@@ -100,15 +131,17 @@ class ChunkPredictor:
     def ground(self, c: int, fixed: torch.Tensor | None, sent: torch.Tensor) -> None:
         """FDM grounding: chunk c's imagined video is re-imagined from its real frames so far (``fixed``,
         (1, C, k, h, w)) and the actions sent (``sent``, (1, K, N, A)), which replace the predicted ones."""
-        self.session.drop(c, imagined_only=True)
-        self.session.write(Entry(c, "actions", sent, torch.zeros(1, self.K, device=self.device), False))
+        self._replacing(c)
+        self._session.drop(c, imagined_only=True)
+        self._session.write(Entry(c, "actions", sent, torch.zeros(1, self.K, device=self.device), False))
         self._write_imagined_video(c, fixed, fdm=True)
 
     def commit(self, c: int, latents: torch.Tensor, actions: torch.Tensor) -> None:
         """Chunk c really happened: its video ``latents`` (1, C, K, h, w) and ``actions`` replace the imagined ones."""
-        self.session.drop(c, imagined_only=True)
-        self.session.write(Entry(c, "video", latents, torch.zeros(1, self.K, device=self.device), False))
-        self.session.write(Entry(c, "actions", actions, torch.zeros(1, self.K, device=self.device), False))
+        self._replacing(c)
+        self._session.drop(c, imagined_only=True)
+        zeros = torch.zeros(1, self.K, device=self.device)
+        self._session.write_chunk(Entry(c, "video", latents, zeros, False), Entry(c, "actions", actions, zeros, False))
         self.imagined_video.pop(c, None)
         self.pending.pop(c, None)
         self.observed = c

@@ -47,6 +47,7 @@ class Session(Protocol):
     def velocity(self, chunk: int, modality: Modality, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor,
                  fdm: bool = False) -> torch.Tensor: ...
     def write(self, entry: Entry) -> None: ...
+    def write_chunk(self, video: Entry, actions: Entry) -> None: ...
     def drop(self, chunk: int, modality: Modality | None = None, imagined_only: bool = True) -> None: ...
     def entries(self) -> list[Entry]: ...
 
@@ -97,6 +98,10 @@ class RecomputeSession(EntryBook):
 
     def write(self, entry: Entry) -> None:
         self._record(entry)
+
+    def write_chunk(self, video: Entry, actions: Entry) -> None:
+        self.write(video)
+        self.write(actions)
 
     def drop(self, chunk: int, modality: Modality | None = None, imagined_only: bool = True) -> None:
         self._forget(chunk, modality, imagined_only)
