@@ -67,8 +67,9 @@ def _resolve_wan_root(value: str, folder: Path) -> Path:
     )
 
 
-def lerobot_model(folder: LeRobotFolder):
-    """The folder's transformer as an lbva ``shared`` LingBotVA (weights checked key by key)."""
+def lerobot_model(folder: LeRobotFolder, model_cfg=None):
+    """The folder's transformer as an lbva ``shared`` LingBotVA (weights checked key by key); ``model_cfg`` (the
+    bundle's ``model`` section) supplies the run-time settings (attention kernel, compile)."""
     from lbva.models.checkpoints import CheckpointError, arch_from_released_config, load_state_checked
     from lbva.models.lingbot_va import LingBotVA
 
@@ -76,7 +77,7 @@ def lerobot_model(folder: LeRobotFolder):
     arch = arch_from_released_config({k: cfg[k] for k in (
         "patch_size", "num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "action_dim",
         "text_dim", "freq_dim", "ffn_dim", "num_layers", "cross_attn_norm", "eps")})
-    model = LingBotVA(arch)
+    model = LingBotVA(arch, config=model_cfg)
     try:
         load_state_checked(model, folder.state, str(folder.path / WEIGHTS_NAME))
     except CheckpointError as e:
@@ -101,7 +102,7 @@ def load_lerobot_policy(path: str | Path, embodiment: str | None = None, device:
     stats = stats_to_slots(spec, folder.q01, folder.q99, source=f"LeRobot lingbot_va policy {folder.path}")
     wan_root = _resolve_wan_root(str(wan_path or cfg["wan_pretrained_path"]), folder.path) if encoders else None
     config = lerobot_to_lbva_config(cfg, spec, wan_root, folder.path)
-    model = lerobot_model(folder).to(device).eval()
+    model = lerobot_model(folder, config.model).to(device).eval()
     video_encoder = text_encoder = None
     if encoders:
         d = config.data
