@@ -217,7 +217,7 @@ class SideBySide:
     """lbva's and LeRobot's closed loops for one history length, on one LeRobot folder, with one noise sequence;
     every chunk's actions are kept for :meth:`agreement`."""
 
-    def __init__(self, history: int, quick: bool, seed: int = 0):
+    def __init__(self, history: int, quick: bool, seed: int = 0, compiled: bool = False):
         g = torch.Generator().manual_seed(seed)
         frames = FrameTable(torch.randn(FRAMES, C, LATENT_HW, LATENT_HW, generator=g))
         text, null = torch.randn(1, TEXT_TOKENS, TEXT_DIM, generator=g), torch.zeros(1, TEXT_TOKENS, TEXT_DIM)
@@ -226,8 +226,13 @@ class SideBySide:
         self.arch = preset_transformer(self.size)
         with tempfile.TemporaryDirectory() as tmp:
             lr_policy, post = save_lerobot_policy(Path(tmp), self.arch, history, seed)
-            self.loops = {"lbva": LbvaLoop(lbva_policy(Path(tmp), frames, PromptTable({"bench": text, "": null}))),
-                          "lerobot": LeRobotLoop(lr_policy, post, frames, text, null)}
+            policy = lbva_policy(Path(tmp), frames, PromptTable({"bench": text, "": null}))
+            if compiled:  # lbva's ``model.compile``: the blocks' per-token parts through torch.compile
+                from dataclasses import replace
+
+                policy.model.config = replace(policy.model.config, compile=True)
+            self.loops = {"lbva": LbvaLoop(policy), "lerobot": LeRobotLoop(lr_policy, post, frames, text, null)}
+        self.compiled = compiled
         self.noise = InjectedNoise(seed)
         self.outputs: dict[str, list[np.ndarray]] = {side: [] for side in self.loops}
 
@@ -252,4 +257,5 @@ class SideBySide:
         equal = all(a.shape == b.shape and np.allclose(a, b, **TOLERANCE) for a, b in pairs)
         diff = max(float(np.abs(a - b).max()) if a.shape == b.shape else float("inf") for a, b in pairs)
         return {"outputs_equal": equal, "max_abs_difference": diff, "chunks_compared": len(pairs),
-                "tolerance": TOLERANCE, "cache_chunks": self.history, "size": self.size, "device": "cpu"}
+                "tolerance": TOLERANCE, "cache_chunks": self.history, "size": self.size, "device": "cpu",
+                "compiled": self.compiled}

@@ -4,6 +4,7 @@ weights, inputs and injected noise, and the key reports a ratio only then (no ti
 Histories of 1 and 2 chunks on the quick (tiny) models keep it short; the bench runs 4, 16 and 32.
 """
 
+import pytest
 import torch
 
 from lbva.bench import lerobot_chunk, model
@@ -11,8 +12,9 @@ from lbva.bench import lerobot_chunk, model
 HISTORIES = (1, 2)
 
 
-def _measure(monkeypatch):
+def _measure(monkeypatch, compiled=()):
     monkeypatch.setattr(model, "HISTORIES", HISTORIES)
+    monkeypatch.setattr(model, "COMPILED_HISTORIES", compiled)
     return model.chunk_vs_lerobot(torch.device("cpu"), quick=True, reps=1, sync=lambda: None)
 
 
@@ -28,6 +30,27 @@ def test_reports_a_ratio_per_history_where_the_actions_agree(monkeypatch):
     lines = model.chunk_vs_lerobot_lines(entries)
     assert len(lines) == len(HISTORIES)
     assert all("×) LeRobot's closed-loop chunk time" in line and "NO RATIO" not in line for line in lines)
+
+
+@pytest.mark.slow
+def test_lbva_with_model_compile_gives_lerobots_actions_too(monkeypatch):
+    """The compiled entry: lbva's blocks through torch.compile (inductor) still give LeRobot's actions, so the
+    ratio is reported, under its own key and line, and the goal line shows it beside the eager verdict."""
+    monkeypatch.setattr(model, "HISTORIES", ())
+    monkeypatch.setattr(model, "COMPILED_HISTORIES", ("1",))
+    entries = model.chunk_vs_lerobot(torch.device("cpu"), quick=True, reps=1, sync=lambda: None)
+    assert list(entries) == ["1 compiled"]
+    e = entries["1 compiled"]
+    assert e["compiled"] and e["outputs_equal"] and e["ratio"] > 0
+    assert e["max_abs_difference"] <= lerobot_chunk.TOLERANCE["atol"]
+    (line,) = model.chunk_vs_lerobot_lines(entries)
+    assert line.startswith("chunk_vs_lerobot[1 chunks, lbva with model.compile]: ")
+    eager = dict(e, compiled=False, ratio=0.9)
+    monkeypatch.setattr(model, "GOAL_CHUNK_VS_LEROBOT", ("1", 0.6))
+    goals = model.goal_lines({"chunk_vs_lerobot": {"1": eager, "1 compiled": dict(e, ratio=0.5)},
+                              "kv_cache_vs_recompute": {"32": {"ratio": 0.01}},
+                              "train_step_mfu": {"mfu": 0.7, "layers": 2, "dim": 64, "size": "small"}})
+    assert "eager (lbva's default) measured 0.90×: not met; with model.compile measured 0.50×: met" in goals[0]
 
 
 def test_the_injected_noise_decides_the_actions():
@@ -60,6 +83,6 @@ def test_refuses_a_ratio_when_one_side_has_another_weight(monkeypatch):
     assert all("NO RATIO" in line and "×" not in line for line in lines)
     monkeypatch.setattr(model, "GOAL_CHUNK_VS_LEROBOT", ("2", 0.6))
     goals = model.goal_lines({"chunk_vs_lerobot": entries, "kv_cache_vs_recompute": {"32": {"ratio": 0.01}},
-                              "train_step_mfu": {"mfu": 0.7, "layers": 2, "dim": 64}})
+                              "train_step_mfu": {"mfu": 0.7, "layers": 2, "dim": 64, "size": "small"}})
     assert "not measured (the actions differ)" in goals[0]
     assert goals[1].endswith(": met") and goals[2].endswith(": met")
