@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lbva.atomic_io import atomic_file
+from lbva.atomic_io import _folder_lock, _fsync_folder, _settle, _swap_in, atomic_file, recover
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,71 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, f)
         f.flush()
         os.fsync(f.fileno())
+
+
+def sharded_writing_path(path: str | Path) -> Path:
+    """Where :func:`save_sharded` writes a sharded checkpoint before it replaces ``path``: ``.NAME.writing``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.writing")
+
+
+def save_sharded(fabric, path: str | Path, state: dict) -> None:
+    """``fabric.save`` of a folder of per-rank shards (FSDP), atomic like every other lbva checkpoint
+    (:func:`write_sharded`)."""
+    write_sharded(fabric.global_rank, fabric.barrier, path, lambda tmp: fabric.save(tmp, state))
+
+
+def write_sharded(rank: int, barrier, path: str | Path, write) -> None:
+    """A sharded checkpoint folder written atomically: every rank runs ``write(tmp)`` into ``.NAME.writing``; once
+    all have written, rank 0 swaps that folder in for ``path`` (:mod:`lbva.atomic_io`: one exchange where the file
+    system can). A crash or an error while writing leaves the previous checkpoint whole at ``path`` (the next save
+    removes the half-written folder); a crash between the two renames of a non-exchanging file system is put right
+    by :func:`lbva.atomic_io.recover`, which resuming runs first."""
+    path = Path(path)
+    tmp = sharded_writing_path(path)
+    if rank == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():  # a save that was killed: nothing in it is trusted
+            logger.info("removing %s, left by an interrupted checkpoint save", tmp)
+            shutil.rmtree(tmp)
+    barrier()
+    write(tmp)
+    barrier()  # every shard is on disk
+    if rank == 0:
+        with _folder_lock(path.parent):
+            _settle(path)
+            _swap_in(tmp, path)
+        _fsync_folder(path.parent)
+    barrier()
+    logger.debug("sharded checkpoint written to %s", path)
+
+
+def atomic_model_parallel_strategy(**kwargs):
+    """Lightning's ``ModelParallelStrategy`` (FSDP2 under the Trainer) whose sharded checkpoints are written by
+    :func:`write_sharded`: Lightning's own writes the shards into the existing folder, so a crash mid-save left
+    a mix of two steps under ``last.ckpt``."""
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    class AtomicModelParallelStrategy(ModelParallelStrategy):
+        def save_checkpoint(self, checkpoint, filepath, storage_options=None) -> None:
+            if not self._save_distributed_checkpoint:  # one consolidated file: Lightning's own path
+                return super().save_checkpoint(checkpoint, filepath, storage_options)
+            path = Path(self.broadcast(filepath))
+            save = super().save_checkpoint
+            write_sharded(self.global_rank, self.barrier, path, lambda tmp: save(checkpoint, tmp, storage_options))
+
+        def load_checkpoint(self, checkpoint_path, weights_only=None):
+            if self.global_rank == 0:
+                recover(Path(checkpoint_path))
+            self.barrier()
+            return super().load_checkpoint(checkpoint_path, weights_only)
+
+    return AtomicModelParallelStrategy(**kwargs)
+
+
+def recover_checkpoint(path: str | Path) -> None:
+    """Before resuming from ``path``: a save interrupted between its two renames gets the previous version back."""
+    recover(path)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

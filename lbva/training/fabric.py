@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from lbva.config import LbvaConfig, to_dict
-from lbva.training.checkpoint_io import AtomicCheckpointIO
+from lbva.training.checkpoint_io import AtomicCheckpointIO, recover_checkpoint, save_sharded
 from lbva.training.optim import build_optimizer, start_missing_state
 from lbva.training.sharding import full_state_dict, is_sharded, shard_model
 from lbva.training.system import LbvaSystem, rng_states, set_rng_states
@@ -125,6 +125,9 @@ class FabricLoop:
         if resume is None:
             return
         path = self.ckpt_path if resume == "last" else Path(resume)
+        if self.fabric.global_rank == 0:
+            recover_checkpoint(path)
+        self.fabric.barrier()
         if not path.exists():  # a file, or a folder of shards under FSDP
             if resume != "last":
                 raise FileNotFoundError(f"trainer.resume={resume!r} does not exist; give a checkpoint path or 'last'")
@@ -174,7 +177,10 @@ class FabricLoop:
             start_missing_state(self.opt.optimizer)
         state = self._state()
         state.update(scheduler=self.sched.state_dict(), rng=rng_states(), config=to_dict(self.cfg))
-        self.fabric.save(self.ckpt_path, state)
+        if is_sharded(self.system.model):  # a folder of per-rank shards: written beside, then swapped in
+            save_sharded(self.fabric, self.ckpt_path, state)
+        else:  # one file, through AtomicCheckpointIO
+            self.fabric.save(self.ckpt_path, state)
 
     def run(self) -> list[float]:
         t = self.cfg.trainer

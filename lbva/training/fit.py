@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from lbva.config import LbvaConfig
-from lbva.training.checkpoint_io import AtomicCheckpointIO
+from lbva.training.checkpoint_io import AtomicCheckpointIO, atomic_model_parallel_strategy
 from lbva.training.data import ResumableLoader, synthetic_loader
 from lbva.training.system import LbvaSystem
 
@@ -121,9 +121,7 @@ def build_trainer(cfg: LbvaConfig, callbacks=(), has_val: bool = False, **overri
         # text projection), which plain DDP refuses
         strategy = "ddp_find_unused_parameters_true"
     elif t.strategy == "fsdp":  # FSDP2 per block (LbvaSystem.configure_model); checkpoints are folders of shards
-        from lightning.pytorch.strategies import ModelParallelStrategy
-
-        strategy = ModelParallelStrategy(data_parallel_size=t.num_nodes * t.devices, tensor_parallel_size=1)
+        strategy = atomic_model_parallel_strategy(data_parallel_size=t.num_nodes * t.devices, tensor_parallel_size=1)
     # one run per output_dir (resolve_resume refuses a second), so no -v1 siblings: last.ckpt is always this run's
     ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir(cfg)), filename="step-{step:07d}",
                            every_n_train_steps=t.checkpoint_every_n_steps, save_last=True, save_top_k=-1,

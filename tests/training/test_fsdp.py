@@ -151,3 +151,44 @@ def test_trainer_fsdp_per_block_on_two_processes_equals_one_process_and_resumes_
         assert torch.allclose(two["ema"][k], ref_ema[k], atol=5e-5), k
     assert (tmp_path / "resumed" / "checkpoints" / "last.ckpt").is_dir()  # a folder of shards
     assert two["resumed"] == pytest.approx(two["losses"], rel=1e-5)
+
+
+def _bf16_worker(rank, world, port, tmp, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank), NODE_RANK="0")
+    torch.set_num_threads(1)
+    from lbva.models.lingbot_va import Block
+    from lbva.training.fabric import fabric_train
+    from lbva.training.sharding import full_state_dict
+
+    seen = set()
+    pre = Block.pre_attention
+
+    def recording(self, x, mod, rope):  # what FSDP hands the block: its gathered parameters' dtype
+        seen.add(self.attn1.to_q.weight.dtype)
+        return pre(self, x, mod, rope)
+
+    Block.pre_attention = recording
+    cfg = _cfg(tmp / "bf16", world, "trainer.precision=bf16-mixed", "trainer.max_steps=3")
+    run = fabric_train(cfg, model=_model(cfg), loader_factory=_loader)
+    weights = full_state_dict(run.model.module)
+    if rank == 0:
+        torch.save({"losses": run.losses, "seen": sorted(str(d) for d in seen), "weights": weights}, out)
+
+
+def test_fsdp_bf16_mixed_computes_in_bf16_and_keeps_fp32_weights(tmp_path):
+    """trainer.precision=bf16-mixed under FSDP: the blocks compute with bf16 copies of their gathered parameters
+    (MixedPrecisionPolicy), gradients reduce and the sharded weights stay in fp32, and the losses follow one
+    process's bf16 autocast run to bf16 precision."""
+    from lbva.training.fabric import fabric_train
+
+    one = fabric_train(cfg := _cfg(tmp_path / "one", 1, "trainer.precision=bf16-mixed", "trainer.max_steps=3"),
+                       model=_model(cfg), loader_factory=_loader)
+    fp32 = fabric_train(cfg := _cfg(tmp_path / "fp32", 1, "trainer.max_steps=3"), model=_model(cfg),
+                        loader_factory=_loader)
+    two = _on_two_processes(_bf16_worker, tmp_path)
+    assert two["seen"] == ["torch.bfloat16"]
+    assert all(w.dtype == torch.float32 for w in two["weights"].values())
+    assert len(two["losses"]) == 3 and all(torch.isfinite(torch.tensor(two["losses"])))
+    assert two["losses"] == pytest.approx(one.losses, rel=2e-2)
+    assert two["losses"] != pytest.approx(fp32.losses, rel=1e-6)  # bf16 really ran: not the fp32 numbers
