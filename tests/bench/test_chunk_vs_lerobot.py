@@ -24,7 +24,7 @@ def test_reports_a_ratio_per_history_where_the_actions_agree(monkeypatch):
     for hist, e in zip(HISTORIES, entries.values()):
         assert e["outputs_equal"] and e["max_abs_difference"] <= lerobot_chunk.TOLERANCE["atol"]
         # every chunk compared: grown past the history, then 2 warm-ups and the timed repeats of each side
-        assert e["chunks_compared"] == hist + 1 + 2 + e["repeats"] and e["repeats"] == model.MIN_REPEATS
+        assert e["chunks_compared"] == hist + 1 + 2 + e["repeats"] and e["repeats"] == model.FAST_REPEATS
         assert e["cache_chunks"] == hist and e["device"] == "cpu" and e["size"] == "tiny"
         assert e["ratio"] > 0 and e["ratio_min"] > 0 and e["lbva_s"] > 0 and e["lerobot_s"] > 0
     lines = model.chunk_vs_lerobot_lines(entries)
