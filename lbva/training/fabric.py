@@ -21,7 +21,7 @@ import torch
 from lbva.config import LbvaConfig, to_dict
 from lbva.training.checkpoint_io import AtomicCheckpointIO, recover_checkpoint, save_sharded
 from lbva.training.optim import build_optimizer, start_missing_state
-from lbva.training.sharding import full_state_dict, is_sharded, shard_model
+from lbva.training.sharding import is_sharded, shard_model, unsharded_copy
 from lbva.training.system import LbvaSystem, rng_states, set_rng_states
 
 logger = logging.getLogger(__name__)
@@ -240,14 +240,7 @@ def fabric_train(cfg: LbvaConfig, model: torch.nn.Module | None = None,
     loop.resume(t.resume)
     result = FabricResult(losses=loop.run(), model=loop.model, ema=system.ema)
     if export and loader_factory is None:
-        weights = system.export_model()
-        if is_sharded(weights):  # gathered on every rank, written from an unsharded copy on rank 0
-            state = full_state_dict(weights)
-            if fabric.global_rank == 0:
-                from lbva.models import build_model
-
-                weights = build_model(cfg.model)
-                weights.load_state_dict(state)
+        weights = unsharded_copy(system.export_model(), cfg.model, fabric.global_rank)  # a collective under FSDP
         if fabric.global_rank == 0:
             export_policy(Path(t.output_dir) / "policy", weights, cfg)
     return result

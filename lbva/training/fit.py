@@ -11,6 +11,7 @@ import torch
 
 from lbva.config import LbvaConfig
 from lbva.training.checkpoint_io import AtomicCheckpointIO, atomic_model_parallel_strategy
+from lbva.training.sharding import unsharded_copy
 from lbva.training.data import ResumableLoader, synthetic_loader
 from lbva.training.system import LbvaSystem
 
@@ -169,7 +170,9 @@ def fit(cfg: LbvaConfig, model: torch.nn.Module | None = None, loader_factory: L
     trainer.fit(system, datamodule=data, ckpt_path=resume)
     if export and not hasattr(system.model, "save_pretrained"):
         logger.info("no policy folder: the trained %s is not an lbva model", type(system.model).__name__)
-    elif export and trainer.is_global_zero:
-        out = export_policy(policy_dir(cfg), system.export_model(), system.cfg)
-        logger.info("policy folder (%s weights): %s", "EMA" if system.ema is not None else "trained", out)
+    elif export:  # under FSDP every rank takes part in gathering the weights; rank 0 writes
+        weights = unsharded_copy(system.export_model(), system.cfg.model, trainer.global_rank)
+        if trainer.is_global_zero:
+            out = export_policy(policy_dir(cfg), weights, system.cfg)
+            logger.info("policy folder (%s weights): %s", "EMA" if system.ema is not None else "trained", out)
     return trainer, system

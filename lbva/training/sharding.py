@@ -79,6 +79,33 @@ def is_sharded(model: nn.Module) -> bool:
     return any(isinstance(p, DTensor) for p in model.parameters())
 
 
+def reshard(model: nn.Module) -> None:
+    """Put every FSDP unit of ``model`` back to its shards. A forward without a backward (sampling, validation)
+    leaves the root unit gathered — FSDP2 reshards the root only after the backward — and its parameters then
+    are plain tensors, which the optimizer and the EMA (DTensors) cannot mix with. A no-op when not sharded."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            m.reshard()
+
+
+def unsharded_copy(model: nn.Module, model_cfg, rank: int) -> nn.Module | None:
+    """What rank 0 exports: ``model`` itself when it is not sharded; under FSDP an unsharded model built from
+    ``model_cfg`` holding the gathered weights (every rank must call this: the gather is a collective), None on the
+    other ranks."""
+    if not is_sharded(model):
+        return model
+    state = full_state_dict(model)
+    if rank != 0:
+        return None
+    from lbva.models import build_model
+
+    copy = build_model(model_cfg)
+    copy.load_state_dict(state)
+    return copy
+
+
 def local_numel(model: nn.Module) -> int:
     """Parameter elements this rank holds (its shards when sharded)."""
     return sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in model.parameters())

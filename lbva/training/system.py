@@ -26,7 +26,7 @@ from lbva.objectives import FlowMatchingObjective, SamplerConfig, sample_chunk
 from lbva.objectives.losses import sample_generators
 from lbva.training.metrics import ActionChannelError, VideoLatentError
 from lbva.training.optim import build_optimizer, start_missing_state
-from lbva.training.sharding import is_sharded, shard_model
+from lbva.training.sharding import is_sharded, reshard, shard_model
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +242,7 @@ class LbvaSystem(L.LightningModule):
             )
         finally:
             model.train(was_training)
+            reshard(model)  # under FSDP: the root unit back to its shards (no backward follows to do it)
         n = min(K, F - Fh)
         return pv[:, :, :n], pa[:, :n], video[:, :, Fh:Fh + n], actions[:, Fh:Fh + n], mask[:, Fh:Fh + n]
 

@@ -169,17 +169,24 @@ def _bf16_worker(rank, world, port, tmp, out):
         return pre(self, x, mod, rope)
 
     Block.pre_attention = recording
-    cfg = _cfg(tmp / "bf16", world, "trainer.precision=bf16-mixed", "trainer.max_steps=3")
+    cfg = _cfg(tmp / "bf16", world, "trainer.precision=bf16-mixed", "trainer.max_steps=3",
+               "trainer.sample_every_n_steps=2")  # sampling runs on every rank: its forwards gather parameters
     run = fabric_train(cfg, model=_model(cfg), loader_factory=_loader)
     weights = full_state_dict(run.model.module)
+    from lbva.training.sharding import unsharded_copy
+
+    copy = unsharded_copy(run.model.module, cfg.model, rank)  # what export writes: gathered on every rank
+    assert (copy is None) == (rank != 0)
     if rank == 0:
-        torch.save({"losses": run.losses, "seen": sorted(str(d) for d in seen), "weights": weights}, out)
+        torch.save({"losses": run.losses, "seen": sorted(str(d) for d in seen), "weights": weights,
+                    "exported": copy.state_dict()}, out)
 
 
 def test_fsdp_bf16_mixed_computes_in_bf16_and_keeps_fp32_weights(tmp_path):
     """trainer.precision=bf16-mixed under FSDP: the blocks compute with bf16 copies of their gathered parameters
     (MixedPrecisionPolicy), gradients reduce and the sharded weights stay in fp32, and the losses follow one
-    process's bf16 autocast run to bf16 precision."""
+    process's bf16 autocast run to bf16 precision. The run logs a sampled chunk at steps 0 and 2 (every rank samples,
+    rank 0 writes): it finishes, and the sample is in rank 0's TensorBoard log."""
     from lbva.training.fabric import fabric_train
 
     one = fabric_train(cfg := _cfg(tmp_path / "one", 1, "trainer.precision=bf16-mixed", "trainer.max_steps=3"),
@@ -189,6 +196,15 @@ def test_fsdp_bf16_mixed_computes_in_bf16_and_keeps_fp32_weights(tmp_path):
     two = _on_two_processes(_bf16_worker, tmp_path)
     assert two["seen"] == ["torch.bfloat16"]
     assert all(w.dtype == torch.float32 for w in two["weights"].values())
+    assert two["exported"].keys() == two["weights"].keys()
+    assert all(torch.equal(two["exported"][k], two["weights"][k]) for k in two["weights"])
     assert len(two["losses"]) == 3 and all(torch.isfinite(torch.tensor(two["losses"])))
     assert two["losses"] == pytest.approx(one.losses, rel=2e-2)
     assert two["losses"] != pytest.approx(fp32.losses, rel=1e-6)  # bf16 really ran: not the fp32 numbers
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = (tmp_path / "bf16").rglob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events), size_guidance={"images": 0})
+    acc.Reload()
+    assert "sample/actions" in acc.Tags()["images"]
+    assert [e.step for e in acc.Images("sample/actions")] == [0, 2]
