@@ -552,7 +552,6 @@ class LingBotVA(nn.Module):
             return self._video_out(h, x.shape)
         return self.action_proj_out(h).reshape(x.shape)
 
-    # ---- checkpoints
     def stream_write(self, cache, text_kv, chunk: int, chunk_size: int,
                      writes: list[tuple[str, torch.Tensor, torch.Tensor, bool]]) -> None:
         """Write chunk ``chunk``'s video and actions into ``cache`` in one call: ``writes`` holds
@@ -581,6 +580,7 @@ class LingBotVA(nn.Module):
             raise
         cache.close(call, [((chunk, m, imagined), int(sg.ids.numel())) for (m, _, _, imagined), sg in zip(writes, segs)])
 
+    # ---- checkpoints
     def save_pretrained(self, directory) -> Path:
         """Write ``config.json`` + ``model.safetensors`` to ``directory``, replacing an earlier save atomically
         (:func:`lbva.atomic_io.atomic_folder`: a killed save leaves the previous version or the new one)."""
