@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="small shapes, few repeats (under a minute on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="small shapes (about 90 s on 2 cores; the full bench takes about 5 minutes)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--repeats", type=int, default=None,
@@ -368,7 +368,7 @@ def goal_lines(results: dict) -> list[str]:
     def chunk_verdict(v: dict | None) -> str:
         if v is None:
             return "not measured"
-        return (f"measured {v['ratio']:.2f}×: {verdict(v['ratio'] <= limit)}" if v["outputs_equal"]
+        return (f"measured {v['ratio']:.3f}×: {verdict(v['ratio'] <= limit)}" if v["outputs_equal"]
                 else "not measured (the actions differ)")
 
     chunks = results["chunk_vs_lerobot"]

@@ -50,7 +50,7 @@ def test_lbva_with_model_compile_gives_lerobots_actions_too(monkeypatch):
     goals = model.goal_lines({"chunk_vs_lerobot": {"1": eager, "1 compiled": dict(e, ratio=0.5)},
                               "kv_cache_vs_recompute": {"32": {"ratio": 0.01}},
                               "train_step_mfu": {"mfu": 0.7, "layers": 2, "dim": 64, "size": "small"}})
-    assert "eager (lbva's default) measured 0.90×: not met; with model.compile measured 0.50×: met" in goals[0]
+    assert "eager (lbva's default) measured 0.900×: not met; with model.compile measured 0.500×: met" in goals[0]
 
 
 def test_the_injected_noise_decides_the_actions():
