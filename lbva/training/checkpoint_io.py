@@ -89,11 +89,6 @@ def atomic_model_parallel_strategy(**kwargs):
     return AtomicModelParallelStrategy(**kwargs)
 
 
-def recover_checkpoint(path: str | Path) -> None:
-    """Before resuming from ``path``: a save interrupted between its two renames gets the previous version back."""
-    recover(path)
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning CheckpointIO whose saves are atomic (loading and removal are Lightning's)."""
 

@@ -18,8 +18,9 @@ from typing import Callable
 
 import torch
 
+from lbva.atomic_io import recover
 from lbva.config import LbvaConfig, to_dict
-from lbva.training.checkpoint_io import AtomicCheckpointIO, recover_checkpoint, save_sharded
+from lbva.training.checkpoint_io import AtomicCheckpointIO, save_sharded
 from lbva.training.optim import build_optimizer, start_missing_state
 from lbva.training.sharding import is_sharded, shard_model, unsharded_copy
 from lbva.training.system import LbvaSystem, rng_states, set_rng_states
@@ -126,7 +127,7 @@ class FabricLoop:
             return
         path = self.ckpt_path if resume == "last" else Path(resume)
         if self.fabric.global_rank == 0:
-            recover_checkpoint(path)
+            recover(path)  # a save caught between its two renames
         self.fabric.barrier()
         if not path.exists():  # a file, or a folder of shards under FSDP
             if resume != "last":

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from lbva.atomic_io import backup_path
-from lbva.training.checkpoint_io import recover_checkpoint, save_sharded, sharded_writing_path
+from lbva.atomic_io import backup_path, recover
+from lbva.training.checkpoint_io import save_sharded, sharded_writing_path
 
 
 class _Fabric:
@@ -64,5 +64,5 @@ def test_resuming_puts_back_a_checkpoint_caught_between_two_renames(tmp_path):
     ckpt = tmp_path / "last-fabric.ckpt"
     save_sharded(_Fabric(), ckpt, {"step": 2})
     ckpt.rename(backup_path(ckpt))
-    recover_checkpoint(ckpt)
+    recover(ckpt)
     assert _steps(ckpt) == {"step 2"} and not backup_path(ckpt).exists()
