@@ -16,7 +16,14 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lbva.atomic_io import _folder_lock, _fsync_folder, _settle, _swap_in, atomic_file, recover
+from lbva.atomic_io import (
+    _folder_lock,
+    _fsync_folder,
+    _settle,
+    _swap_in,
+    atomic_file,
+    recover,
+)
 
 logger = logging.getLogger(__name__)
 
