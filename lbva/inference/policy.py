@@ -61,6 +61,8 @@ class Policy:
     def __init__(self, model, spec, video_encoder, text_encoder, config, *, stats=None, prompts=None,
                  device: str = "cpu", session: str = "cached"):
         self.model = model.eval()
+        if hasattr(model, "inference_layout"):
+            model.inference_layout()  # the CPU's fast weight layout for few-row calls (values unchanged)
         self.config = config
         self.spec = spec if stats is None else spec.with_stats(stats)
         if self.spec.stats is None:

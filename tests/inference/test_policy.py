@@ -194,3 +194,19 @@ def test_float_camera_frames_are_refused_not_cast(stack):
     obs["observation.images.corner"] = obs["observation.images.corner"] / 255.0  # float in [0, 1]
     with pytest.raises(PolicyError, match=r"uint8.*'observation.images.corner': 'float64'"):
         p.predict_action_chunk(obs)
+
+
+def test_the_policy_lays_its_model_out_for_inference(stack):
+    """Policy applies LingBotVA.inference_layout: every linear weight input-major, same values."""
+    import copy
+
+    from torch import nn
+
+    model = copy.deepcopy(stack["model"])
+    model.apply(lambda m: setattr(m.weight, "data", m.weight.data.contiguous()) if isinstance(m, nn.Linear) else None)
+    values = {k: v.clone() for k, v in model.state_dict().items()}
+    policy = make_policy({**stack, "model": model})
+    assert policy.model is model
+    linears = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(w.t().is_contiguous() and not w.is_contiguous() for w in linears)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in values.items())
