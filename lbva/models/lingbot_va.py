@@ -77,6 +77,41 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 # ------------------------------------------------------------------------------------------------ blocks
+# The blocks' hot path reads their submodules' parameters with the functional ops those modules' own forward calls
+# make (same ops, same numbers), not through ``Module.__call__``: a streaming call of a few tokens is per-op overhead
+# bound, and each module call (hooks, dispatch, a Dropout(0.0) that returns its input) costs about as much as the op.
+# FSDP's units are the blocks themselves (their parameters are gathered around pre/post_attention) and the text K/V
+# projections, which :meth:`Attention.kv` still calls as modules.
+def _linear(m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, m.weight, m.bias)
+
+
+def _rms(norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.rms_norm(x, norm.normalized_shape, norm.weight, norm.eps)
+
+
+def _norm32(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """diffusers' FP32LayerNorm (or Identity) on ``x``, in float32."""
+    if isinstance(norm, nn.Identity):
+        return x.float()
+    w, b = norm.weight, norm.bias
+    return F.layer_norm(x.float(), norm.normalized_shape, None if w is None else w.float(),
+                        None if b is None else b.float(), norm.eps)
+
+
+def _lean_ffn(ffn: FeedForward) -> bool:
+    """Whether ``ffn`` is the tanh-GELU FeedForward the blocks build (up-projection, Dropout(0.0), down-projection),
+    which :func:`_ffn` computes without module calls."""
+    net = getattr(ffn, "net", ())
+    return (len(net) == 3 and isinstance(getattr(net[0], "proj", None), nn.Linear) and isinstance(net[1], nn.Dropout)
+            and net[1].p == 0.0 and isinstance(net[2], nn.Linear) and getattr(net[0], "approximate", None) == "tanh")
+
+
+def _ffn(ffn: FeedForward, h: torch.Tensor) -> torch.Tensor:
+    up, _, down = ffn.net
+    return _linear(down, F.gelu(_linear(up.proj, h), approximate="tanh"))
+
+
 class Attention(nn.Module):
     """Q/K/V/out projections with RMS q/k norm over the full inner width (Hh·Dh).
 
@@ -96,22 +131,24 @@ class Attention(nn.Module):
             self.norm_k = nn.RMSNorm(inner, eps=eps, elementwise_affine=True)
 
     def q(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm_q(self.to_q(x)).unflatten(-1, (self.heads, -1))  # (B, L, Hh, Dh)
+        return _rms(self.norm_q, _linear(self.to_q, x)).unflatten(-1, (self.heads, -1))  # (B, L, Hh, Dh)
 
     def qkv(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None):
         q = self.q(x)
-        k, v = self.kv(x)
+        k = _rms(self.norm_k, _linear(self.to_k, x)).unflatten(-1, (self.heads, -1))
+        v = _linear(self.to_v, x).unflatten(-1, (self.heads, -1))
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         return q, k, v  # (B, L, Hh, Dh)
 
     def kv(self, ctx: torch.Tensor):
+        """Keys/values of a context through the modules (the text K/V projections are an FSDP unit of their own)."""
         k = self.norm_k(self.to_k(ctx)).unflatten(-1, (self.heads, -1))
         v = self.to_v(ctx).unflatten(-1, (self.heads, -1))
         return k, v
 
     def out(self, o: torch.Tensor) -> torch.Tensor:
-        return self.to_out[1](self.to_out[0](o.flatten(-2)))
+        return _linear(self.to_out[0], o.flatten(-2))  # to_out[1] is Dropout(0.0), kept for the released key names
 
 
 class Block(nn.Module):
@@ -132,6 +169,7 @@ class Block(nn.Module):
         self.ffn = FeedForward(dim, inner_dim=ffn_dim, activation_fn="gelu-approximate")
         self.norm3 = FP32LayerNorm(dim, eps, elementwise_affine=False)
         self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+        self._ffn_lean = _lean_ffn(self.ffn)
 
     def pre_attention(self, x: torch.Tensor, mod: torch.Tensor, rope):
         """x (B, L, D); mod (B, L, 6, D) -> q, k, v (B, L, Hh, Dh) and the modulation e, six (B, L, D) fp32.
@@ -140,7 +178,7 @@ class Block(nn.Module):
         and adds them up (a third of the non-matmul time of a training step), where unbind stacks once."""
         e = (self.scale_shift_table[None].float() + mod.float()).unbind(2)
         shift, scale = e[0], e[1]
-        h = (self.norm1(x.float()) * (1 + scale) + shift).type_as(x)
+        h = (_norm32(self.norm1, x) * (1 + scale) + shift).type_as(x)
         q, k, v = self.attn1.qkv(h, rope)
         return (q, k, v), e
 
@@ -149,13 +187,14 @@ class Block(nn.Module):
         :meth:`pre_attention`; text_kv (B, Lt, Hh, Dh)×2."""
         gate, c_shift, c_scale, c_gate = e[2:]
         x = (x.float() + self.attn1.out(o).float() * gate).type_as(x)
-        h = self.norm2(x.float()).type_as(x)
+        h = _norm32(self.norm2, x).type_as(x)
         q2 = self.attn2.q(h)
         tk, tv = text_kv
         o2 = F.scaled_dot_product_attention(q2.transpose(1, 2), tk.transpose(1, 2), tv.transpose(1, 2)).transpose(1, 2)
         x = x + self.attn2.out(o2)
-        h = (self.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x)
-        return (x.float() + self.ffn(h).float() * c_gate).type_as(x)
+        h = (_norm32(self.norm3, x) * (1 + c_scale) + c_shift).type_as(x)
+        f = _ffn(self.ffn, h) if self._ffn_lean else self.ffn(h)
+        return (x.float() + f.float() * c_gate).type_as(x)
 
 
 class ConditionEmbedder(nn.Module):

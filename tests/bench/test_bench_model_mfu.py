@@ -31,3 +31,22 @@ def test_quick_run_counts_matmul_and_dense_attention_flops_and_says_it_is_not_sm
     goal = model.goal_lines({"chunk_vs_lerobot": {"16": {"outputs_equal": False}},
                              "kv_cache_vs_recompute": {"32": {"ratio": 0.01}}, "train_step_mfu": r})[2]
     assert goal.endswith("not measured on `small` (--quick)")
+
+
+def test_goal_line_gives_eager_and_compiled_verdicts_on_small():
+    base = {"chunk_vs_lerobot": {"16": {"outputs_equal": False}}, "kv_cache_vs_recompute": {"32": {"ratio": 0.01}}}
+    m = {"size": "small", "mfu": 0.55, "compiled": {"mfu": 0.63}}
+    goal = model.goal_lines({**base, "train_step_mfu": m})[2]
+    assert goal.endswith("eager (lbva's default) measured 55.0%: not met; with model.compile measured 63.0%: met")
+    m = {"size": "small", "mfu": 0.61}
+    assert model.goal_lines({**base, "train_step_mfu": m})[2].endswith("measured 61.0%: met")
+
+
+def test_mfu_lines_print_the_compiled_step_beside_the_eager_one():
+    r = {"attention_flops_added": 1.0, "step_flops": 3.0, "size": "small", "tokens": 1088, "mfu": 0.5,
+         "mfu_median": 0.45, "peak_matmul_flops": 2e11, "step_s": 0.8,
+         "compiled": {"mfu": 0.6, "mfu_median": 0.55, "step_s": 0.66, "first_call_s": 40.0, "loss_difference": 1e-6}}
+    eager, compiled = model.mfu_lines(r)
+    assert "50.0% (45.0% from medians)" in eager and "33% of its FLOPs" in eager
+    assert compiled.startswith("train_step_mfu[`small`, model.compile]: 60.0% (55.0% from medians)")
+    assert "660 ms a step" in compiled and "1.0e-06" in compiled
