@@ -52,24 +52,31 @@ FAST_REPEATS = 21
 CACHED_CALLS = 8  # back-to-back cached steps per timed repeat of the cache key (one takes about 10 ms on 2 cores)
 
 
-def _pair_stats(fa, fb, repeats: int, sync, warmup: int = 2, inner_a: int = 1, inner_b: int = 1) -> dict[str, float]:
-    """Median and minimum times of ``fa`` and ``fb`` over ``repeats`` (at least :data:`MIN_REPEATS`) alternating
-    runs, after ``warmup`` untimed runs of each, so that load from other processes hits both alike. ``inner_a`` /
-    ``inner_b``: each repeat of ``fa`` / ``fb`` is that many back-to-back calls, timed together and divided (a call of
-    a few milliseconds timed alone varies with every scheduler tick)."""
+def _interleaved(fns, repeats: int, sync, warmup: int = 2, inners=None) -> list[tuple[float, float]]:
+    """(median, minimum) time of each of ``fns`` over ``repeats`` (at least :data:`MIN_REPEATS`) rounds that run them
+    in turn, after ``warmup`` untimed rounds, so that load from other processes hits all alike. ``inners``: per
+    function, how many back-to-back calls one timed repeat makes (divided out; a call of a few milliseconds timed alone
+    varies with every scheduler tick)."""
+    inners = inners or [1] * len(fns)
     for _ in range(warmup):
-        fa(), fb()
+        for fn in fns:
+            fn()
     sync()
-    ta, tb = [], []
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(max(repeats, MIN_REPEATS)):
-        for fn, ts, n in ((fa, ta, inner_a), (fb, tb, inner_b)):
+        for fn, ts, n in zip(fns, times, inners):
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
             sync()
             ts.append((time.perf_counter() - t0) / n)
-    return {"a_median": statistics.median(ta), "a_min": min(ta), "b_median": statistics.median(tb), "b_min": min(tb),
-            "repeats": len(ta)}
+    return [(statistics.median(ts), min(ts)) for ts in times]
+
+
+def _pair_stats(fa, fb, repeats: int, sync, warmup: int = 2, inner_a: int = 1, inner_b: int = 1) -> dict[str, float]:
+    """:func:`_interleaved` of two functions, as the medians and minima :func:`_ratio_entry` reads."""
+    (am, an), (bm, bn) = _interleaved([fa, fb], repeats, sync, warmup, [inner_a, inner_b])
+    return {"a_median": am, "a_min": an, "b_median": bm, "b_min": bn, "repeats": max(repeats, MIN_REPEATS)}
 
 
 def _ratio_entry(st: dict[str, float], a: str, b: str) -> dict[str, float]:
@@ -237,26 +244,30 @@ def train_step_mfu(dev, quick: bool, reps: int, sync) -> dict:
     attn_flops += 3 * 4 * L * text.shape[1] * arch.dim * arch.num_layers if not sdpa_counted else 0  # text
     flops = counted + attn_flops
 
-    def measured(step) -> dict:
-        st = _pair_stats(step, matmul, reps, sync, inner_b=MATMUL_CALLS)
-        peak, peak_median = 2 * n**3 / st["b_min"], 2 * n**3 / st["b_median"]
-        return {"mfu": flops / st["a_min"] / peak, "mfu_median": flops / st["a_median"] / peak_median,
-                "achieved_flops": flops / st["a_min"], "peak_matmul_flops": peak, "step_s": st["a_min"],
-                "step_median_s": st["a_median"], "repeats": st["repeats"]}
-
-    result = {**measured(train_step), "step_flops": flops, "attention_flops_added": attn_flops, "tokens": L,
-              "layers": arch.num_layers, "dim": arch.dim, "size": size}
-    if not quick:
+    steps = {"eager": train_step}
+    result = {"step_flops": flops, "attention_flops_added": attn_flops, "tokens": L, "layers": arch.num_layers,
+              "dim": arch.dim, "size": size}
+    if not quick:  # the same weights with model.compile, timed in the same rounds
         mcfg = replace(load_config(None, [f"model.size={size}"]).model, compile=True)
         cm = LingBotVA(arch, config=mcfg).to(dev).train()
         cm.load_state_dict(tm.state_dict())
-        compiled_step = step_of(cm)
+        steps["compiled"] = step_of(cm)
         t0 = time.perf_counter()
-        loss = compiled_step()  # compiles
+        loss = steps["compiled"]()  # compiles
         sync()
-        first = time.perf_counter() - t0
-        difference = abs(loss.item() - train_step().item())
-        result["compiled"] = {**measured(compiled_step), "first_call_s": first, "loss_difference": difference}
+        result["compiled"] = {"first_call_s": time.perf_counter() - t0,
+                              "loss_difference": abs(loss.item() - train_step().item())}
+    timed = _interleaved([*steps.values(), matmul], reps, sync, inners=[1] * len(steps) + [MATMUL_CALLS])
+    (mm_median, mm_min) = timed[-1]
+    peak, peak_median = 2 * n**3 / mm_min, 2 * n**3 / mm_median
+    for name, (median, least) in zip(steps, timed):
+        entry = {"mfu": flops / least / peak, "mfu_median": flops / median / peak_median,
+                 "achieved_flops": flops / least, "peak_matmul_flops": peak, "step_s": least, "step_median_s": median,
+                 "repeats": max(reps, MIN_REPEATS)}
+        if name == "eager":
+            result.update(entry)
+        else:
+            result[name].update(entry, vs_eager=median / timed[0][0])
     return result
 
 
@@ -340,9 +351,9 @@ def mfu_lines(r: dict) -> list[str]:
     c = r.get("compiled")
     if c:
         lines.append(f"train_step_mfu[{_mfu_label(r)}, model.compile]: {100 * c['mfu']:.1f}% "
-                     f"({100 * c['mfu_median']:.1f}% from medians) of the matmul peak ({c['step_s'] * 1e3:.0f} ms a "
-                     f"step; compiling took {c['first_call_s']:.0f} s; loss differs from eager by "
-                     f"{c['loss_difference']:.1e})")
+                     f"({100 * c['mfu_median']:.1f}% from medians) of the same peak ({c['step_s'] * 1e3:.0f} ms a "
+                     f"step, {c['vs_eager']:.2f}× the eager step in the same rounds; compiling took "
+                     f"{c['first_call_s']:.0f} s; loss differs from eager by {c['loss_difference']:.1e})")
     return lines
 
 

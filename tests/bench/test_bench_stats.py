@@ -40,3 +40,20 @@ def test_pair_stats_takes_at_least_the_minimum_repeats(monkeypatch):
     monkeypatch.setattr(model.time, "perf_counter", FakeClock())
     st = model._pair_stats(lambda: None, lambda: None, repeats=1, sync=lambda: None)
     assert st["repeats"] == model.MIN_REPEATS
+
+
+def test_interleaved_runs_the_functions_in_turn_each_round(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(model.time, "perf_counter", clock)
+    order = []
+
+    def make(name, cost):
+        def fn():
+            order.append(name)
+            clock.now += cost
+        return fn
+
+    out = model._interleaved([make("a", 1.0), make("b", 2.0), make("c", 0.5)], repeats=5, sync=lambda: None,
+                             warmup=1, inners=[1, 1, 3])
+    assert order == ["a", "b", "c"] + ["a", "b", "c", "c", "c"] * 5
+    assert out == [(1.0, 1.0), (2.0, 2.0), (0.5, 0.5)]
