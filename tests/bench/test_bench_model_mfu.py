@@ -44,10 +44,10 @@ def test_goal_line_gives_eager_and_compiled_verdicts_on_small():
 
 def test_mfu_lines_print_the_compiled_step_beside_the_eager_one():
     r = {"attention_flops_added": 1.0, "step_flops": 3.0, "size": "small", "tokens": 1088, "mfu": 0.5,
-         "mfu_median": 0.45, "peak_matmul_flops": 2e11, "step_s": 0.8,
-         "compiled": {"mfu": 0.6, "mfu_median": 0.55, "step_s": 0.66, "first_call_s": 40.0, "loss_difference": 1e-6,
+         "mfu_min": 0.45, "peak_matmul_flops": 2e11, "step_s": 0.8,
+         "compiled": {"mfu": 0.6, "mfu_min": 0.55, "step_s": 0.66, "first_call_s": 40.0, "loss_difference": 1e-6,
                       "vs_eager": 0.83}}
     eager, compiled = model.mfu_lines(r)
-    assert "50.0% (45.0% from medians)" in eager and "33% of its FLOPs" in eager
-    assert compiled.startswith("train_step_mfu[`small`, model.compile]: 60.0% (55.0% from medians)")
+    assert "50.0% (45.0% from minima)" in eager and "33% of its FLOPs" in eager
+    assert compiled.startswith("train_step_mfu[`small`, model.compile]: 60.0% (55.0% from minima)")
     assert "660 ms a step, 0.83× the eager step" in compiled and "1.0e-06" in compiled
