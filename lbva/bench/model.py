@@ -49,7 +49,7 @@ MIN_REPEATS = 5  # timed repeats of every measurement, whatever --repeats or --q
 # keys whose one repeat takes well under a second (a cached step, a closed-loop chunk) take more: on a 2-core VM a
 # single chunk varies by ±20 %, and with 5 repeats two runs' medians differed by up to 15 %
 FAST_REPEATS = 21
-CACHED_CALLS = 8  # back-to-back cached steps per timed repeat of the cache key (one takes about 10 ms on 2 cores)
+CACHED_CALLS = 8  # back-to-back cached steps per timed repeat of the cache key (one takes about 8 ms on 2 cores)
 
 
 def _interleaved(fns, repeats: int, sync, warmup: int = 2, inners=None) -> list[tuple[float, float]]:

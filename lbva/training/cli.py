@@ -50,6 +50,10 @@ def _train(args: argparse.Namespace) -> int:
         log.info("policy folder: %s (evaluate it with `lbva eval ENV --policy %s`)", policy_dir(cfg), policy_dir(cfg))
     except (FileNotFoundError, FileExistsError, ResumeMismatchError) as e:
         raise CLIError(str(e)) from e
+    finally:  # a multi-process run (torchrun, `fabric run`, SLURM) leaves its process group for the exit to end
+        from lbva.training.fabric import close_distributed
+
+        close_distributed()
     return 0
 
 

@@ -35,6 +35,16 @@ class FabricResult:
     ema: torch.nn.Module | None = None  # the averaged weights when trainer.ema_decay is set
 
 
+def close_distributed() -> None:
+    """End this process's default process group, if a run started one. A process that exits while the group's
+    gloo/NCCL threads still run can abort after a finished run ("terminate called without an active exception",
+    SIGABRT, a failed exit status for a good run)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def make_fabric(cfg: LbvaConfig, strategy: str | None = None):
     """A Fabric for the recipe's hardware and strategy, logging to TensorBoard under ``OUTPUT_DIR/tb``."""
     import lightning as L

@@ -1,4 +1,5 @@
-"""Helpers of the multi-process training tests: each rank's rows of a fixed global batch, a free port."""
+"""Helpers of the multi-process training tests: each rank's rows of a fixed global batch, a free port, a worker
+that ends its process group."""
 
 import socket
 
@@ -24,3 +25,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run_and_close(rank: int, worker, *args) -> None:
+    """``worker(rank, *args)``, then the process group ended (as ``lbva train`` ends it): a spawned rank that exits with
+    gloo threads running can abort at exit after its work is done."""
+    from lbva.training.fabric import close_distributed
+
+    try:
+        worker(rank, *args)
+    finally:
+        close_distributed()

@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 import torch
 import torch.multiprocessing as mp
-from ranks import free_port, rank_shard_loader
+from ranks import free_port, rank_shard_loader, run_and_close
 
 from lbva.config import load_config
 from lbva.models import build_model
@@ -38,7 +38,8 @@ def _loader(rank, world):
 def _on_two_processes(worker, tmp_path):
     """Run ``worker(rank, 2, port, tmp_path, out)`` on two spawned processes; what rank 0 saved to ``out``."""
     out = tmp_path / "two.pt"
-    mp.start_processes(worker, args=(2, free_port(), tmp_path, out), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(run_and_close, args=(worker, 2, free_port(), tmp_path, out), nprocs=2, join=True,
+                       start_method="spawn")
     return torch.load(out, weights_only=True)
 
 

@@ -4,7 +4,7 @@
 import lightning as L
 import pytest
 import torch
-from ranks import free_port, rank_shard_loader
+from ranks import free_port, rank_shard_loader, run_and_close
 from standin_model import StandInVA
 
 from lbva.config import load_config
@@ -119,7 +119,8 @@ def test_fabric_two_processes_equal_one(tmp_path):
     os.environ["LBVA_TEST_PORT"] = str(free_port())
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     _fabric_worker(0, 1, 2, tmp_path / "r1", one)
-    mp.start_processes(_fabric_worker, args=(2, 2, tmp_path / "r2", two), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(run_and_close, args=(_fabric_worker, 2, 2, tmp_path / "r2", two), nprocs=2, join=True,
+                       start_method="spawn")
     a, b = torch.load(one, weights_only=True), torch.load(two, weights_only=True)
     assert a["losses"] == pytest.approx(b["losses"], rel=1e-5)
     for k in a["state"]:
