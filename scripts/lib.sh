@@ -9,7 +9,9 @@ find_python() {
   for c in python3.13 python3.12 python3.11 python3.10 python3; do
     if command -v "$c" >/dev/null 2>&1 && ok "$c"; then command -v "$c"; return 0; fi
   done
-  for c in "${PYENV_ROOT:-${HOME:-/root}/.pyenv}"/versions/3.1[0-9]*/bin/python /root/.pyenv/versions/3.1[0-9]*/bin/python \
+  # the user's home from the account database when $HOME is unset (a bare environment)
+  local home="${HOME:-$(getent passwd "$(id -u)" 2>/dev/null | cut -d: -f6)}"
+  for c in "${PYENV_ROOT:-$home/.pyenv}"/versions/3.1[0-9]*/bin/python "$home/.pyenv"/versions/3.1[0-9]*/bin/python \
            /usr/local/bin/python3.1[0-9] /usr/bin/python3.1[0-9]; do
     if [ -x "$c" ] && ok "$c"; then echo "$c"; return 0; fi
   done
