@@ -347,7 +347,7 @@ def kv_cache_lines(entries: dict) -> list[str]:
 def mfu_lines(r: dict) -> list[str]:
     share = r["attention_flops_added"] / r["step_flops"]
     lines = [f"train_step_mfu[{_mfu_label(r)}, {r.get('tokens', '?')} tokens]: {100 * r['mfu']:.1f}% "
-             f"({100 * r.get('mfu_min', r['mfu']):.1f}% from minima) of the matmul peak measured between its steps "
+             f"({100 * r['mfu_min']:.1f}% from minima) of the matmul peak measured between its steps "
              f"({r['peak_matmul_flops'] / 1e9:.0f} GFLOP/s; {r['step_s'] * 1e3:.0f} ms a step, "
              f"{100 * share:.0f}% of its FLOPs in the masked attention, counted dense)"]
     c = r.get("compiled")

@@ -1,7 +1,11 @@
 """`lbva train` ends the run's process group: a rank that exits with the group's threads running can abort."""
 
+import argparse
+
+import pytest
 import torch.distributed as dist
 
+from lbva.errors import CLIError
 from lbva.training.fabric import close_distributed
 
 
@@ -29,12 +33,6 @@ def test_lbva_train_ends_the_group_even_when_the_run_fails(monkeypatch, tmp_path
         raise FileNotFoundError("no data here")
 
     monkeypatch.setattr(fabric, "fabric_train", failing)
-    import argparse
-
-    import pytest
-
-    from lbva.errors import CLIError
-
     args = argparse.Namespace(recipe="demo/tiny", overrides=[f"trainer.output_dir={tmp_path / 'run'}"], engine="fabric",
                               resume=None)
     with pytest.raises(CLIError, match="no data here"):
