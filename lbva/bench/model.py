@@ -462,7 +462,9 @@ def goal_lines(results: dict) -> list[str]:
             mfu += f"; with model.compile measured {100 * c:.1f}%: {verdict(c >= GOAL_MFU)}"
     else:
         mfu = f"measured {100 * m['mfu']:.1f}% on {_mfu_label(m)}: not measured on `small` (--quick)"
-    return [f"goal: chunk ≤ {limit}× LeRobot's at {hist} history chunks: {chunk}",
+    size = chunks[hist].get("size") if chunks.get(hist) else None
+    on = f" ({size}'s transformer)" if size else ""
+    return [f"goal: chunk ≤ {limit}× LeRobot's at {hist} history chunks{on}: {chunk}",
             f"goal: cached step ≤ {limit_kv}× the recompute at {hist_kv} chunks of the paper's deployment size "
             f"({KV_CHUNK_FRAMES[0]} latent frames): measured {kv:.3f}×: {verdict(kv <= limit_kv)}{kv_also}",
             f"goal: training step ≥ {100 * GOAL_MFU:.0f}% of the measured fp32 matmul peak for `small`: {mfu}"]

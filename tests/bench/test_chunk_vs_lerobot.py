@@ -51,6 +51,7 @@ def test_lbva_with_model_compile_gives_lerobots_actions_too(monkeypatch):
                               "kv_cache_vs_recompute": {"32": {"ratio": 0.01}},
                               "train_step_mfu": {"mfu": 0.7, "layers": 2, "dim": 64, "size": "small"}})
     assert "eager (lbva's default) measured 0.900×: not met; with model.compile measured 0.500×: met" in goals[0]
+    assert goals[0].startswith("goal: chunk ≤ 0.6× LeRobot's at 1 history chunks (tiny's transformer): ")  # --quick's
 
 
 def test_the_injected_noise_decides_the_actions():
