@@ -7,9 +7,10 @@ Every number is a ratio of two timings taken in the same run on the same machine
   identical small config with the same weights (< 1: we are faster).
 * ``kv_cache_vs_recompute``: time of one action-chunk query through the KV cache / the same query recomputing
   the whole history in a full masked forward, for 4, 16, 32 history chunks of the paper's deployment size (K = 4
-  latent frames of τ = 4 actions) and of 1 latent frame (keys ``"<n> 1-frame"``); the 4-layer stand-in in the
-  Policy's :meth:`~lbva.models.LingBotVA.inference_layout`, outputs compared first; each timed repeat of the cached
-  step is 8 back-to-back calls.
+  latent frames of τ = 4 actions) and of 1 latent frame (keys ``"<n> 1-frame"``); the stand-in (4 layers, 2 with
+  ``--quick``) in the Policy's :meth:`~lbva.models.LingBotVA.inference_layout`, outputs compared first; each timed
+  repeat of the cached step is 8 back-to-back calls. The recompute is the training forward's layout (clean video and
+  actions plus noisy actions of every chunk: 20 % more tokens than the history and the query alone).
 * ``train_step_mfu``: achieved FLOP/s of a training fwd+bwd (FlopCounterMode's matmul FLOPs plus the attention
   FLOPs counted by hand, dense) / this machine's fp32 matmul peak, timed in interleaved repeats: the ``small`` preset
   on a 1,088-token training sequence, eager and with ``model.compile`` (the tiny stand-in, eager, with ``--quick``).
@@ -188,7 +189,9 @@ def kv_cache_vs_recompute(dev, quick: bool, reps: int, sync) -> dict:
                 def cached():
                     return m.stream(cache, tkv, "actions", acts[:, Fh:], a_sig[:, Fh:], hist, K)
 
-                def recompute():  # the whole history again; only the last chunk's velocity is needed
+                # the whole history again, as the training forward lays it out: clean video and actions of every
+                # chunk plus a noisy copy of every chunk's actions; only the last chunk's velocity is read
+                def recompute():
                     return m(noisy_actions=acts, action_sigma=a_sig, text=text, clean_video=video, clean_actions=acts,
                              chunk_size=K).actions
 
@@ -196,7 +199,7 @@ def kv_cache_vs_recompute(dev, quick: bool, reps: int, sync) -> dict:
                 entry = _ratio_entry(_pair_stats(cached, recompute, max(reps, FAST_REPEATS), sync,
                                                  inner_a=CACHED_CALLS), "cache", "recompute")
             kv[kv_key(hist, K)] = {**entry, "chunk_frames": K, "query_tokens": K * N,
-                                   "recompute_tokens": (hist + 1) * per_chunk + K * N,
+                                   "recompute_tokens": (hist + 1) * (per_chunk + K * N),
                                    "max_abs_difference": difference}
     return kv
 

@@ -4,19 +4,27 @@ recompute's actions, and what it prints (no timing is asserted)."""
 import pytest
 
 from lbva.bench import model as bench
+from lbva.models.attention import Attend
 
 
 def test_the_key_times_the_papers_chunk_and_single_frames_and_the_cached_query_equals_the_recompute(monkeypatch):
     monkeypatch.setattr(bench, "HISTORIES", (2,))
     monkeypatch.setattr(bench, "FAST_REPEATS", 1)
     monkeypatch.setattr(bench, "CACHED_CALLS", 1)
+    seen = []  # the query length of every attention call, to check the token counts the entries state
+    call = Attend.__call__
+    monkeypatch.setattr(Attend, "__call__", lambda self, q, k, v: seen.append(q.shape[1]) or call(self, q, k, v))
     kv = bench.kv_cache_vs_recompute("cpu", True, 1, lambda: None)
+    lengths = set(seen)
     assert list(kv) == ["2", "2 1-frame"]
     four, one = kv["2"], kv["2 1-frame"]
     assert (four["chunk_frames"], four["query_tokens"]) == (4, 16)  # K = 4 latent frames of τ = 4 actions
     assert (one["chunk_frames"], one["query_tokens"]) == (1, 4)
-    # 8×8 latents, patch 2: 16 video tokens a frame; 3 chunks of (16 + 4)·K tokens, plus the query's K·4
-    assert four["recompute_tokens"] == 3 * 20 * 4 + 16 and one["recompute_tokens"] == 3 * 20 + 4
+    # 8×8 latents, patch 2: 16 video tokens a frame; 3 chunks of K frames, each with its clean video (16·K), clean
+    # actions (4·K) and noisy actions (4·K), as the training forward lays them out
+    assert four["recompute_tokens"] == 3 * 24 * 4 and one["recompute_tokens"] == 3 * 24
+    # what the model attended: those two recomputes, the two queries, and the history writes of 16·K and 4·K tokens
+    assert lengths == {288, 72, 16, 4, 64}
     for entry in (four, one):
         assert entry["max_abs_difference"] < 1e-5  # the cache answers what the full forward answers
         assert entry["ratio"] == pytest.approx(entry["cache_s"] / entry["recompute_s"])
