@@ -198,7 +198,7 @@ def kv_cache_vs_recompute(dev, quick: bool, reps: int, sync) -> dict:
                 difference = float((cached() - recompute()[:, Fh:]).abs().max())
                 entry = _ratio_entry(_pair_stats(cached, recompute, max(reps, FAST_REPEATS), sync,
                                                  inner_a=CACHED_CALLS), "cache", "recompute")
-            kv[kv_key(hist, K)] = {**entry, "chunk_frames": K, "query_tokens": K * N,
+            kv[kv_key(hist, K)] = {**entry, "history_chunks": hist, "chunk_frames": K, "query_tokens": K * N,
                                    "recompute_tokens": (hist + 1) * (per_chunk + K * N),
                                    "max_abs_difference": difference}
     return kv
@@ -365,9 +365,9 @@ def video_stream_lines(r: dict) -> list[str]:
 
 def kv_cache_lines(entries: dict) -> list[str]:
     lines = []
-    for k, v in entries.items():
+    for v in entries.values():
         frames = v["chunk_frames"]
-        lines.append(f"kv_cache_vs_recompute[{k.split()[0]} chunks of {frames} latent frame{'s' * (frames > 1)}]: "
+        lines.append(f"kv_cache_vs_recompute[{v['history_chunks']} chunks of {frames} latent frame{'s' * (frames > 1)}]: "
                      f"{v['ratio']:.3f}× ({v['ratio_min']:.3f}×) the recompute time (a {v['query_tokens']}-token "
                      f"query, {v['cache_s'] * 1e3:.1f} ms; the recompute runs {v['recompute_tokens']} tokens; "
                      f"largest difference {v['max_abs_difference']:.1e})")
@@ -465,7 +465,7 @@ def goal_lines(results: dict) -> list[str]:
             mfu += f"; with model.compile measured {100 * c:.1f}%: {verdict(c >= GOAL_MFU)}"
     else:
         mfu = f"measured {100 * m['mfu']:.1f}% on {_mfu_label(m)}: not measured on `small` (--quick)"
-    size = chunks[hist].get("size") if chunks.get(hist) else None
+    size = (chunks.get(hist) or {}).get("size")
     on = f" ({size}'s transformer)" if size else ""
     return [f"goal: chunk ≤ {limit}× LeRobot's at {hist} history chunks{on}: {chunk}",
             f"goal: cached step ≤ {limit_kv}× the recompute at {hist_kv} chunks of the paper's deployment size "

@@ -18,6 +18,7 @@ def test_the_key_times_the_papers_chunk_and_single_frames_and_the_cached_query_e
     lengths = set(seen)
     assert list(kv) == ["2", "2 1-frame"]
     four, one = kv["2"], kv["2 1-frame"]
+    assert four["history_chunks"] == one["history_chunks"] == 2
     assert (four["chunk_frames"], four["query_tokens"]) == (4, 16)  # K = 4 latent frames of τ = 4 actions
     assert (one["chunk_frames"], one["query_tokens"]) == (1, 4)
     # 8×8 latents, patch 2: 16 video tokens a frame; 3 chunks of K frames, each with its clean video (16·K), clean
@@ -32,7 +33,7 @@ def test_the_key_times_the_papers_chunk_and_single_frames_and_the_cached_query_e
 
 
 def _entry(ratio, frames):
-    return {"ratio": ratio, "ratio_min": ratio, "cache_s": 0.01, "recompute_s": 0.01 / ratio, "chunk_frames": frames,
+    return {"history_chunks": 32, "ratio": ratio, "ratio_min": ratio, "cache_s": 0.01, "recompute_s": 0.01 / ratio, "chunk_frames": frames,
             "query_tokens": 4 * frames, "recompute_tokens": 100, "max_abs_difference": 1e-7, "repeats": 21}
 
 
