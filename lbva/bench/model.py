@@ -14,6 +14,8 @@ Every number is a ratio of two timings taken in the same run on the same machine
 * ``train_step_mfu``: achieved FLOP/s of a training fwd+bwd (FlopCounterMode's matmul FLOPs plus the attention
   FLOPs counted by hand, dense) / this machine's fp32 matmul peak, timed in interleaved repeats: the ``small`` preset
   on a 1,088-token training sequence, eager and with ``model.compile`` (the tiny stand-in, eager, with ``--quick``).
+  Each also gets one profiled step split into matmuls, attention and the rest, each part's fraction of the peak
+  and the MFU the step would reach were the rest free (:mod:`lbva.bench.step_split`).
 * ``compiled_vs_eager``: forward time with ``model.compile=true`` / the same model and weights eager (``tiny`` with
   ``--quick``, else ``small``), after a first call that compiles (its time is reported too, not in the ratio).
 * ``chunk_vs_lerobot``: lbva's closed-loop chunk (feed back the last chunk, imagine video, decode actions) / LeRobot's
@@ -33,6 +35,7 @@ import time
 from pathlib import Path
 
 from lbva import strict_json
+from lbva.bench.step_split import flop_split, profile_split, split_line
 
 log = logging.getLogger(__name__)
 
@@ -284,12 +287,16 @@ def train_step_mfu(dev, quick: bool, reps: int, sync) -> dict:
     timed = _interleaved([*steps.values(), matmul], reps, sync, inners=[1] * len(steps) + [MATMUL_CALLS])
     (mm_median, mm_min) = timed[-1]
     peak, peak_median = 2 * n**3 / mm_min, 2 * n**3 / mm_median
+    matmul_flops, attention_counted = flop_split(fc)
     for name, (median, least) in zip(steps, timed):
         # the medians are the headline, as in the other keys' ratios: the minima of 5 steps and of 5 peaks each move
         # with one lucky repeat (two runs on one machine: 56 % and 48 % from minima, 51 % and 48 % from medians)
         entry = {"mfu": flops / median / peak_median, "mfu_min": flops / least / peak,
                  "achieved_flops": flops / median, "peak_matmul_flops": peak_median, "step_s": median,
                  "step_min_s": least, "repeats": max(reps, MIN_REPEATS)}
+        # where the time goes: one more step, profiled (after the timed ones, so it changes none of them)
+        entry["split"] = profile_split(steps[name], matmul_flops, attention_counted + attn_flops, peak_median, sync,
+                                       dev.type)
         if name == "eager":
             result.update(entry)
         else:
@@ -380,12 +387,16 @@ def mfu_lines(r: dict) -> list[str]:
              f"({100 * r['mfu_min']:.1f}% from minima) of the matmul peak measured between its steps "
              f"({r['peak_matmul_flops'] / 1e9:.0f} GFLOP/s; {r['step_s'] * 1e3:.0f} ms a step, "
              f"{100 * share:.0f}% of its FLOPs in the masked attention, counted dense)"]
+    if r.get("split"):
+        lines.append(split_line(f"{_mfu_label(r)}, eager", r["split"]))
     c = r.get("compiled")
     if c:
         lines.append(f"train_step_mfu[{_mfu_label(r)}, model.compile]: {100 * c['mfu']:.1f}% "
                      f"({100 * c['mfu_min']:.1f}% from minima) of the same peak ({c['step_s'] * 1e3:.0f} ms a "
                      f"step, {c['vs_eager']:.2f}× the eager step in the same rounds; compiling took "
                      f"{c['first_call_s']:.0f} s; loss differs from eager by {c['loss_difference']:.1e})")
+        if c.get("split"):
+            lines.append(split_line(f"{_mfu_label(r)}, model.compile", c["split"]))
     return lines
 
 

@@ -26,8 +26,11 @@ def test_quick_run_counts_matmul_and_dense_attention_flops_and_says_it_is_not_sm
     linear = 2 * L * (6 * arch.dim * arch.dim + 2 * arch.dim * arch.ffn_dim) * arch.num_layers * 3
     assert r["step_flops"] >= linear
     assert 0 < r["mfu"] == r["achieved_flops"] / r["peak_matmul_flops"]
-    (line,) = model.mfu_lines(r)
+    line, split = model.mfu_lines(r)
     assert line.startswith(f"train_step_mfu[stand-in: 2 layers of width {arch.dim}, {L} tokens]: ")
+    # the profiled step found both the linear layers' matmuls and the masked attention kernel
+    assert r["split"]["matmul_s"] > 0 and r["split"]["attention_s"] > 0
+    assert split.startswith(f"train_step_mfu[stand-in: 2 layers of width {arch.dim}, eager] time split")
     goal = model.goal_lines({"chunk_vs_lerobot": {"16": {"outputs_equal": False}},
                              "kv_cache_vs_recompute": {"32": {"ratio": 0.01}}, "train_step_mfu": r})[2]
     assert goal.endswith("not measured on `small` (--quick)")
