@@ -18,7 +18,7 @@ import os
 import time
 import warnings
 
-MATMUL_OPS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "aten::matmul_out"})
+MATMUL_OPS = ("mm", "addmm", "bmm", "baddbmm", "addbmm")  # as profiler events "aten::mm", as counted ops "aten.mm"
 
 
 def is_attention(name: str) -> bool:
@@ -34,7 +34,7 @@ def flop_split(flop_counter) -> tuple[int, int]:
         name = str(op)
         if is_attention(name):
             attention += flops
-        else:  # FlopCounterMode only has formulas for matmul-like ops and convolutions
+        elif name.removeprefix("aten.") in MATMUL_OPS:
             matmul += flops
     return matmul, attention
 
@@ -62,7 +62,7 @@ def profile_split(step, matmul_flops: float, attention_flops: float, peak: float
     matmul_us = attention_us = 0.0
     for e in prof.key_averages():
         own = e.self_device_time_total if cuda else e.self_cpu_time_total
-        if e.key in MATMUL_OPS:
+        if e.key.startswith("aten::") and e.key[len("aten::"):] in MATMUL_OPS:
             matmul_us += own
         elif is_attention(e.key):
             attention_us += own

@@ -40,15 +40,18 @@ def test_a_masked_cpu_attention_counts_as_attention_not_matmul_and_elementwise_w
     assert rest["ceiling_mfu"] is None
 
 
-def test_flop_split_gives_linear_flops_to_matmuls_and_sdpa_flops_to_attention():
+def test_flop_split_gives_linear_and_bmm_flops_to_matmuls_sdpa_flops_to_attention_and_convolutions_to_neither():
     lin = torch.nn.Linear(48, 80)
     x = torch.randn(3, 40, 48, requires_grad=True)
     q = torch.randn(1, 2, 32, 8)
     with FlopCounterMode(display=False) as fc:
         lin(x).sum().backward()
+        torch.bmm(torch.randn(4, 6, 10), torch.randn(4, 10, 12))
         F.scaled_dot_product_attention(q, q, q)
+        F.conv2d(torch.randn(1, 3, 16, 16), torch.randn(8, 3, 3, 3))  # its time is not a matmul's either
     matmul, attention = flop_split(fc)
-    assert matmul == 3 * 2 * 120 * 48 * 80  # forward, input grad and weight grad, by hand
+    # forward, input grad and weight grad of the linear layer, and the batched product, by hand
+    assert matmul == 3 * 2 * 120 * 48 * 80 + 2 * 4 * 6 * 10 * 12
     # FlopCounterMode has a formula for the CPU's fused kernel or it has none: either way none of it is a matmul
     assert attention in (0, 4 * 32 * 32 * 8 * 2)
 
