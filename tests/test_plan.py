@@ -115,7 +115,7 @@ def measured_session(cfg, s: TokenShape) -> int:
     window = AttentionWindow(cfg.inference.window, cfg.inference.window_size)
     video, actions = model.chunk_tokens(s.height, s.width, K, N)
     capacity = window.capacity_tokens(video, actions)
-    cache = model.new_cache(capacity, window, rows=1)
+    cache = model.new_cache(capacity, window, rows=1, slack=model.query_slack(s.height, s.width, K, N))
     with torch.no_grad():
         tkv = model.text_context(torch.randn(1, cfg.data.embedded_text_max_length, arch.text_dim))
         held = capacity // (video + actions) - 1
@@ -152,7 +152,8 @@ def test_kv_cache_is_sized_from_the_window_and_doubled_by_guidance():
     arch = build_model(cfg.model).arch
     video, actions = 8 * 8 * 2, 4 * 2  # one chunk of two 8x8-token frames and their actions
     assert plan.cache_tokens == (7 // 2 + 1) * (video + actions)
-    assert plan.kv_cache == arch.num_layers * 2 * plan.cache_tokens * arch.dim * 4
+    assert plan.cache_slack == video  # one query: a chunk's video, the larger modality
+    assert plan.kv_cache == arch.num_layers * 2 * (plan.cache_tokens + plan.cache_slack) * arch.dim * 4
     guided = plan_inference(tiny(False, "inference.window_size=7", "inference.video_cfg=5.0"), shape(4))
     assert guided.rows == 2 and guided.kv_cache == 2 * plan.kv_cache
     assert plan.activations > 0

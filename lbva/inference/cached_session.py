@@ -14,6 +14,8 @@ query of chunk c evicted the oldest actions that video's mask would still show.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from lbva.inference.session import Entry, EntryBook, Modality
@@ -37,8 +39,7 @@ class CachedSession(EntryBook):
             if window is None:
                 raise ValueError("a cached session needs an attention window to size its KV cache from, or an explicit "
                                  "capacity in tokens for the whole history")
-            _, h, w = video_shape
-            capacity = window.capacity_tokens(*model.chunk_tokens(h, w, chunk_frames, action_shape[0]))
+            capacity = window.capacity_tokens(*self._chunk_tokens())
         self.capacity = int(capacity)
         self.cache = None  # made by set_text, once the number of text rows is known
         self._tkv = None
@@ -49,7 +50,14 @@ class CachedSession(EntryBook):
         with torch.no_grad():
             self._tkv = self.model.text_context(rows)
         self._rows = rows.shape[0]
-        self.cache = self.model.new_cache(self.capacity, self.window, rows=self._rows)
+        # slack for one query: a velocity call writes what waits (velocity(writes=...)) in the same pass
+        _, h, w = self.video_shape
+        slack = self.model.query_slack(h, w, self.chunk_frames, self.action_shape[0])
+        self.cache = self.model.new_cache(self.capacity, self.window, rows=self._rows, slack=slack)
+
+    def _chunk_tokens(self) -> tuple[int, int]:
+        _, h, w = self.video_shape
+        return self.model.chunk_tokens(h, w, self.chunk_frames, self.action_shape[0])
 
     def _text_rows(self, r: int):
         if r > self._rows:
@@ -96,10 +104,34 @@ class CachedSession(EntryBook):
         self.cache.drop(chunk, modality, imagined_only)
         self._forget(chunk, modality, imagined_only)
 
+    def _write_group(self, group: tuple[Entry, ...]) -> None:
+        if len(group) == 2:
+            self.write_chunk(*group)
+        else:
+            (entry,) = group
+            self.write(entry)
+
     @torch.no_grad()
     def velocity(self, chunk: int, modality: Modality, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor,
-                 fdm: bool = False) -> torch.Tensor:
+                 fdm: bool = False, writes: Sequence[tuple[Entry, ...]] = ()) -> torch.Tensor:
+        """The query's velocity, with ``writes`` (groups as :meth:`write` (one entry) or :meth:`write_chunk` (a
+        chunk's video and actions) take them) written first: in the same model call where the cache allows it
+        (:meth:`~lbva.models.lingbot_va.LingBotVA.stream_after_writes`), else one call each, in order."""
         r = text.shape[0]
+        entries = [e for group in writes for e in group]
+        if entries and r == self._rows and not any((e.chunk, e.modality) in self._entries for e in entries):
+            u = self.model.stream_after_writes(
+                self.cache, self._tkv, self.chunk_frames,
+                [(e.modality, repeat_rows(e.value, r), repeat_rows(e.sigma, r), (e.chunk, e.modality, e.imagined))
+                 for e in entries],
+                (modality, repeat_rows(x, r), repeat_rows(sigma, r), chunk), fdm=fdm)
+            if u is not None:
+                for e in entries:
+                    self._record(e)
+                self._forget_evicted()
+                return u
+        for group in writes:
+            self._write_group(group)
         u = self.model.stream(self.cache, self._text_rows(r), modality, repeat_rows(x, r), repeat_rows(sigma, r), chunk,
                               self.chunk_frames, fdm=fdm)
         self._forget_evicted()  # the released rule evicts for calls that do not write, too

@@ -17,6 +17,12 @@ its keys/values away at the feedback), and it changes nothing the model sees: th
 the chunk's own action queries (the same tokens, just before), so it never evicts, and every other call finds the
 history exactly as if the write had happened in order. Reading :attr:`ChunkPredictor.session` writes it first, so
 callers always see the whole history.
+
+The other writes wait too, for the next velocity query, which carries them into the history in its own model call
+(:meth:`~lbva.inference.cached_session.CachedSession.velocity` with ``writes``): the imagined video of chunk c goes
+with chunk c's first action query, the real chunk of :meth:`commit` with the next chunk's first video query — the
+numbers of the writes made apart, one pass through the weights fewer each (docs/architecture.md, the inference
+package). Anything else that touches the history writes what waits first.
 """
 
 from __future__ import annotations
@@ -48,11 +54,24 @@ class ChunkPredictor:
         self._write_deferred()
         return self._session
 
+    def _waiting(self) -> list[tuple[Entry, ...]]:
+        """Every write still waiting, oldest first, taken off the queue (see the module's note)."""
+        groups = ([(self._deferred,)] if self._deferred is not None else []) + self._queued
+        self._deferred, self._queued = None, []
+        return groups
+
     def _write_deferred(self) -> None:
-        """Write the predicted action chunk still waiting (see the module's note), if any."""
-        entry, self._deferred = self._deferred, None
-        if entry is not None:
-            self._session.write(entry)
+        """Write what still waits (the predicted action chunk, then the queued writes), each its own call."""
+        for group in self._waiting():
+            if len(group) == 2:
+                self._session.write_chunk(*group)
+            else:
+                self._session.write(*group)
+
+    def _velocity(self, c: int, modality: str, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor,
+                  fdm: bool = False) -> torch.Tensor:
+        """The session's velocity, writing what waits in the same call."""
+        return self._session.velocity(c, modality, x, sigma, text, fdm=fdm, writes=self._waiting())
 
     def _replacing(self, c: int) -> None:
         """Chunk c's imagined entries are about to be dropped: a waiting write of chunk c is discarded unwritten
@@ -65,6 +84,7 @@ class ChunkPredictor:
         """Forget the episode: no history yet, noise from ``seed``."""
         self._session = None
         self._deferred: Entry | None = None  # predicted actions not yet written into the history
+        self._queued: list[tuple[Entry, ...]] = []  # writes the next velocity call makes (write / write_chunk groups)
         self.text: torch.Tensor | None = None
         self.null: torch.Tensor | None = None
         self.latent_shape: tuple[int, int, int] | None = None
@@ -86,7 +106,7 @@ class ChunkPredictor:
         self.cond_latent = cond_latent
         self.text, self.null = text, null
         kind = RecomputeSession if self.session_kind == "recompute" else CachedSession
-        self._deferred = None
+        self._deferred, self._queued = None, []
         self._session = kind(self.model, self.K, self.latent_shape, (self.N, self.A), window=self.window)
         self._session.set_text(text, null)
 
@@ -101,23 +121,21 @@ class ChunkPredictor:
         """Denoise video chunk c to the stop σ; ``fixed`` (1, C, k, h, w) real frames stay at σ = 0."""
         C, h, w = self.latent_shape
         noise = torch.randn(1, C, self.K, h, w, generator=self.generator).to(self.device)
-        self._write_deferred()
-        return denoise_video(noise, lambda x, sigma, t: self._session.velocity(c, "video", x, sigma, t, fdm=fdm),
+        return denoise_video(noise, lambda x, sigma, t: self._velocity(c, "video", x, sigma, t, fdm=fdm),
                              self.sampler, self.text, self.null, fixed)
 
     @torch.no_grad()
     def decode_actions(self, c: int, zero_first: bool) -> torch.Tensor:
         """Denoise action chunk c from σ = 1 to 0 (inverse dynamics: it sees video chunk c); (1, K, N, A)."""
         noise = torch.randn(1, self.K, self.N, self.A, generator=self.generator).to(self.device)
-        self._write_deferred()
-        return denoise_actions(noise, lambda x, sigma, t: self._session.velocity(c, "actions", x, sigma, t),
+        return denoise_actions(noise, lambda x, sigma, t: self._velocity(c, "actions", x, sigma, t),
                                self.sampler, self.text, self.null, self.used, zero_frames=1 if zero_first else 0)
 
     def _write_imagined_video(self, c: int, fixed: torch.Tensor | None, fdm: bool) -> None:
         k = 0 if fixed is None else fixed.shape[2]
         video = self.imagine_video(c, fixed, fdm=fdm)
         self.imagined_video[c] = video
-        self._session.write(Entry(c, "video", video, self.frame_sigmas(self.sampler.video_stop_sigma, k), True))
+        self._queued.append((Entry(c, "video", video, self.frame_sigmas(self.sampler.video_stop_sigma, k), True),))
 
     def predict(self, c: int, fixed: torch.Tensor | None = None) -> torch.Tensor:
         """Imagine video chunk c, write it, decode its actions, write them; returns (1, K, N, A) normalised."""
@@ -133,7 +151,7 @@ class ChunkPredictor:
         (1, C, k, h, w)) and the actions sent (``sent``, (1, K, N, A)), which replace the predicted ones."""
         self._replacing(c)
         self._session.drop(c, imagined_only=True)
-        self._session.write(Entry(c, "actions", sent, torch.zeros(1, self.K, device=self.device), False))
+        self._queued.append((Entry(c, "actions", sent, torch.zeros(1, self.K, device=self.device), False),))
         self._write_imagined_video(c, fixed, fdm=True)
 
     def commit(self, c: int, latents: torch.Tensor, actions: torch.Tensor) -> None:
@@ -141,7 +159,7 @@ class ChunkPredictor:
         self._replacing(c)
         self._session.drop(c, imagined_only=True)
         zeros = torch.zeros(1, self.K, device=self.device)
-        self._session.write_chunk(Entry(c, "video", latents, zeros, False), Entry(c, "actions", actions, zeros, False))
+        self._queued.append((Entry(c, "video", latents, zeros, False), Entry(c, "actions", actions, zeros, False)))
         self.imagined_video.pop(c, None)
         self.pending.pop(c, None)
         self.observed = c

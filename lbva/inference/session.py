@@ -20,6 +20,7 @@ the session only stores, drops and attends.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -45,7 +46,7 @@ class Session(Protocol):
 
     def set_text(self, text: torch.Tensor, null_text: torch.Tensor | None) -> None: ...
     def velocity(self, chunk: int, modality: Modality, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor,
-                 fdm: bool = False) -> torch.Tensor: ...
+                 fdm: bool = False, writes: Sequence[tuple[Entry, ...]] = ()) -> torch.Tensor: ...
     def write(self, entry: Entry) -> None: ...
     def write_chunk(self, video: Entry, actions: Entry) -> None: ...
     def drop(self, chunk: int, modality: Modality | None = None, imagined_only: bool = True) -> None: ...
@@ -108,8 +109,14 @@ class RecomputeSession(EntryBook):
 
     @torch.no_grad()
     def velocity(self, chunk: int, modality: Modality, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor,
-                 fdm: bool = False) -> torch.Tensor:
-        """u = ε − x0 for query chunk ``chunk`` of ``modality`` (x: batch 1, σ: (1, K)); one row per text row."""
+                 fdm: bool = False, writes: Sequence[tuple[Entry, ...]] = ()) -> torch.Tensor:
+        """u = ε − x0 for query chunk ``chunk`` of ``modality`` (x: batch 1, σ: (1, K)); one row per text row.
+        ``writes``: groups of entries (:meth:`write`, or :meth:`write_chunk` for two) stored first."""
+        for group in writes:
+            if len(group) == 2:
+                self.write_chunk(*group)
+            else:
+                self.write(*group)
         K = self.chunk_frames
         C, h, w = self.video_shape
         N, A = self.action_shape

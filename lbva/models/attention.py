@@ -147,7 +147,8 @@ def frames_within_episode(frame_episode: torch.Tensor) -> torch.Tensor:
 class MaskSpec:
     """Ids (chunk·2 + modality) and noisy flags of the queries (L,) and keys (S,), plus the variant.
 
-    ``k_valid`` (S,) marks which key slots hold a token at all (a KV cache's free slots do not).
+    ``k_valid`` (S,) marks which key slots hold a token at all (a KV cache's free slots do not); (L, S) where it
+    differs per query (a joint write-and-query call: the query does not see what it evicted, the writes do).
     ``q_episode`` (L,) / ``k_episode`` (S,): packed episode ids (both or neither); tokens of two episodes never meet."""
 
     q_ids: torch.Tensor
@@ -185,7 +186,9 @@ class MaskSpec:
             out = _visible(qi[q_idx], qn[q_idx], ki[kv_idx], kn[kv_idx], fdm[b] if torch.is_tensor(fdm) else fdm,
                            window, None if sizes is None else sizes[b],
                            None if qe is None else qe[q_idx], None if ke is None else ke[kv_idx])
-            return out if valid is None else out & valid[kv_idx]
+            if valid is None:
+                return out
+            return out & (valid[q_idx, kv_idx] if valid.ndim == 2 else valid[kv_idx])
 
         return mod
 

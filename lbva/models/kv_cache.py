@@ -58,6 +58,7 @@ class CacheCall:
                  rows: int):
         self.cache, self.slots, self.extent, self.rows = cache, slots, extent, rows
         self.ids = ids
+        self.writes: torch.Tensor | None = None  # (L,) bool: a joint call's written tokens (:meth:`KVCache.open_joint`)
         self._where = _index(slots)
         dev = ids.device
         key_ids = cache._ids[:extent].clone()
@@ -81,17 +82,24 @@ class CacheCall:
 class KVCache:
     """Per-layer K/V of a session's history in ``capacity`` preallocated token slots, evicted by ``window``."""
 
-    def __init__(self, num_layers: int, capacity: int, window: AttentionWindow | None = None, rows: int | None = None):
+    def __init__(self, num_layers: int, capacity: int, window: AttentionWindow | None = None, rows: int | None = None,
+                 slack: int = 0):
         if int(capacity) < 1:
             raise ValueError(f"KV cache capacity must be >= 1 token, got {capacity}; size it from the window "
                              "(AttentionWindow.capacity_tokens) or from the tokens the history will hold")
+        if int(slack) < 0:
+            raise ValueError(f"KV cache slack must be >= 0 tokens, got {slack}")
         if window is not None and torch.is_tensor(window.size):
             raise ValueError("a KV cache takes one window; per-sequence windows exist only in training")
         self.num_layers, self.capacity, self.window, self.rows = num_layers, int(capacity), window, rows
-        self._k: list[torch.Tensor] = []  # per layer (R, Hh, capacity, Dh)
+        # ``capacity`` is what the history may hold (the window's rule evicts by it); ``slack`` more physical slots
+        # let a joint call (:meth:`open_joint`) keep the keys its query evicts readable by its writes
+        self.slack = int(slack)
+        slots = self.capacity + self.slack
+        self._k: list[torch.Tensor] = []  # per layer (R, Hh, capacity + slack, Dh)
         self._v: list[torch.Tensor] = []
-        self._ids = torch.full((self.capacity,), -1, dtype=torch.int64)  # chunk id of each committed slot
-        self._used = torch.zeros(self.capacity, dtype=torch.bool)  # slots holding a committed token
+        self._ids = torch.full((slots,), -1, dtype=torch.int64)  # chunk id of each committed slot
+        self._used = torch.zeros(slots, dtype=torch.bool)  # slots holding a committed token
         self._entries: list[_Entry] = []  # oldest written first
         self._extent = 0  # slots [0, extent) have held a token; calls attend over them
 
@@ -142,6 +150,37 @@ class KVCache:
         extent = max(self._extent, int(slots[-1]) + 1)
         return CacheCall(self, slots, extent, ids, noisy, rows)
 
+    def open_joint(self, ids: torch.Tensor, noisy: torch.Tensor, writes: torch.Tensor, chunk: int,
+                   rows: int) -> CacheCall | None:
+        """One call for history writes and a query of ``chunk`` together: ``writes`` (L,) bool marks the tokens that
+        become history, the others are the query. The call sees what the writes, each its own call, and then the
+        query would see: the writes keep every key the query's eviction takes (they were written before it), the
+        query's rows are shown none of them. Returns None where one call cannot give those numbers: the writes
+        would evict (their keys would then differ), the query would evict part of this call's own writes, or no
+        slack is left to keep the evicted keys readable (the cache's ``slack``). Close it with the writes' tags."""
+        L, n_w = int(ids.numel()), int(writes.sum())
+        if self.rows is not None and rows > self.rows:
+            raise ValueError(f"a call with {rows} batch rows, but the cache holds {self.rows}")
+        if n_w == 0 or n_w == L or n_w > self.free_tokens or L - n_w > self.capacity:
+            return None
+        try:  # the writes are the newest entries, so the query's eviction takes from the current ones only
+            cuts = self._evictions((L - n_w) - (self.free_tokens - n_w), chunk)
+        except CacheFullError:
+            return None
+        free = (~self._used).nonzero().squeeze(1)
+        if free.numel() < L:  # the evicted keys are still read in this call: their slots stay taken
+            return None
+        slots = free[:L]
+        call = CacheCall(self, slots, max(self._extent, int(slots[-1]) + 1), ids, noisy, rows)
+        call.writes = writes.cpu()
+        if cuts:
+            gone = torch.zeros(call.extent, dtype=torch.bool)
+            gone[torch.cat([e.slots[:cut] for e, cut in cuts])] = True
+            self._evict(cuts)
+            hide = ~call.writes[:, None] & gone[None, :]  # (L, S): the query's rows lose what it evicted
+            call.key_valid = call.key_valid[None, :] & ~hide.to(call.key_valid.device)
+        return call
+
     def close(self, call: CacheCall, tag: tuple | list[tuple[tuple, int]] | None = None) -> None:
         """Keep the call's tokens as an entry tagged ``tag`` (a write), or give its slots back (``tag=None``).
 
@@ -150,18 +189,21 @@ class KVCache:
         entry keeps its share of the call's slots, oldest first."""
         if tag is None:
             return
-        parts = [(tag, int(call.slots.numel()))] if isinstance(tag, tuple) else list(tag)
-        if sum(n for _, n in parts) != call.slots.numel():
-            raise ValueError(f"the entries {parts} do not add up to the call's {call.slots.numel()} tokens")
+        slots, ids = call.slots, call.ids.cpu()
+        if call.writes is not None:  # a joint call keeps its written tokens; its query's slots go back
+            slots, ids = slots[call.writes], ids[call.writes]
+        parts = [(tag, int(slots.numel()))] if isinstance(tag, tuple) else list(tag)
+        if sum(n for _, n in parts) != slots.numel():
+            raise ValueError(f"the entries {parts} do not add up to the call's {slots.numel()} written tokens")
         if self.rows is not None and call.rows != self.rows:
             raise ValueError(f"a write with {call.rows} batch rows, but the cache holds {self.rows}: every row "
                              "of the history must be written")
         self.rows = call.rows
-        self._used[call.slots] = True
-        self._ids[call.slots] = call.ids.cpu()
+        self._used[slots] = True
+        self._ids[slots] = ids
         start = 0
         for t, n in parts:
-            self._entries.append(_Entry(tuple(t), call.slots[start:start + n]))
+            self._entries.append(_Entry(tuple(t), slots[start:start + n]))
             start += n
         self._extent = call.extent
 
@@ -174,7 +216,7 @@ class KVCache:
         if not self._k:
             rows = self.rows if self.rows is not None else like.shape[0]
             _, _, Hh, Dh = like.shape
-            shape = (rows, Hh, self.capacity, Dh)
+            shape = (rows, Hh, self.capacity + self.slack, Dh)
             self._k = [like.new_zeros(shape) for _ in range(self.num_layers)]
             self._v = [like.new_zeros(shape) for _ in range(self.num_layers)]
             self.rows = rows
@@ -197,35 +239,45 @@ class KVCache:
         self._entries = kept
 
     def _make_room(self, need: int, chunk: int) -> None:
-        short = need - (self.capacity - self.size)
+        self._evict(self._evictions(need - self.free_tokens, chunk))
+
+    def _evictions(self, short: int, chunk: int) -> list[tuple[_Entry, int]]:
+        """What freeing ``short`` more tokens for a call of ``chunk`` takes under the window: ``(entry, tokens cut
+        from its front)``, oldest first. Changes nothing; a :class:`CacheFullError` where the window allows too little."""
         if short <= 0:
-            return
+            return []
         w = self.window
+        cuts = []
         if w is not None and w.kind == "released":  # the oldest written tokens, exactly as many as needed
-            while short > 0:
-                e = self._entries[0]
-                cut = min(short, e.slots.numel())
-                self._free(e.slots[:cut])
-                e.slots = e.slots[cut:]
-                if not e.slots.numel():
-                    self._entries.pop(0)
-                short -= cut
-            return
-        if w is not None:  # chunks: only what this call can no longer see, oldest first
-            oldest_visible = chunk - int(w.size) + 1
-            for e in [e for e in self._entries if e.tag[0] < oldest_visible]:
+            for e in self._entries:
                 if short <= 0:
                     break
-                self._entries.remove(e)
-                self._free(e.slots)
-                short -= e.slots.numel()
+                cut = min(short, e.slots.numel())
+                cuts.append((e, cut))
+                short -= cut
+        elif w is not None:  # chunks: only what this call can no longer see, oldest first
+            oldest_visible = chunk - int(w.size) + 1
+            for e in self._entries:
+                if short <= 0:
+                    break
+                if e.tag[0] < oldest_visible:
+                    cuts.append((e, e.slots.numel()))
+                    short -= e.slots.numel()
         if short > 0:
             raise CacheFullError(
-                f"the KV cache of {self.capacity} tokens holds {self.size} and a call of chunk {chunk} needs {need}: "
+                f"the KV cache of {self.capacity} tokens holds {self.size} and a call of chunk {chunk} needs "
+                f"{short} more: "
                 + ("nothing older than its window is left to evict; make the capacity cover the window "
                    "(AttentionWindow.capacity_tokens)" if w is not None else
                    "it has no window to evict by; give it a window or a capacity for the whole history")
             )
+        return cuts
+
+    def _evict(self, cuts: list[tuple[_Entry, int]]) -> None:
+        for e, cut in cuts:
+            self._free(e.slots[:cut])
+            e.slots = e.slots[cut:]
+        self._entries = [e for e in self._entries if e.slots.numel()]
 
     def drop(self, chunk: int, modality: str | None = None, imagined_only: bool = True) -> None:
         """Forget the entries of ``chunk`` (of one modality, or both); by default only imagined ones."""

@@ -556,13 +556,19 @@ class LingBotVA(nn.Module):
         p = self.arch.patch_size
         return chunk_frames * (height // p[1]) * (width // p[2]), chunk_frames * actions_per_frame
 
+    def query_slack(self, height: int, width: int, chunk_frames: int, actions_per_frame: int) -> int:
+        """Slots a session's cache keeps beyond its window's capacity: one query's tokens (the larger modality of a
+        chunk), so that a query may carry the writes before it (:meth:`stream_after_writes`) even when it evicts."""
+        return max(self.chunk_tokens(height, width, chunk_frames, actions_per_frame))
+
     def new_cache(self, capacity: int, window: AttentionWindow | int | None = None,
-                  rows: int | None = None) -> "KVCache":
+                  rows: int | None = None, slack: int = 0) -> "KVCache":
         """A KV cache of ``capacity`` token slots (see :meth:`AttentionWindow.capacity_tokens`) evicting by
-        ``window``; ``rows`` batch rows (1, or 2 with classifier-free guidance; the first write decides if None)."""
+        ``window``; ``rows`` batch rows (1, or 2 with classifier-free guidance; the first write decides if None);
+        ``slack`` more slots for :meth:`stream_after_writes` (a query's tokens: its eviction then costs no second call)."""
         from lbva.models.kv_cache import KVCache
 
-        return KVCache(len(self.blocks), capacity, as_window(window), rows)
+        return KVCache(len(self.blocks), capacity, as_window(window), rows, slack=slack)
 
     def stream(self, cache, text_kv, modality: str, x: torch.Tensor, sigma: torch.Tensor, chunk: int,
                chunk_size: int, write: tuple | None = None, fdm: bool = False,
@@ -622,6 +628,52 @@ class LingBotVA(nn.Module):
             cache.close(call)
             raise
         cache.close(call, [((chunk, m, imagined), int(sg.ids.numel())) for (m, _, _, imagined), sg in zip(writes, segs)])
+
+    def stream_after_writes(self, cache, text_kv, chunk_size: int,
+                            writes: list[tuple[str, torch.Tensor, torch.Tensor, tuple]],
+                            query: tuple[str, torch.Tensor, torch.Tensor, int], fdm: bool = False) -> torch.Tensor | None:
+        """The velocity of ``query`` = ``(modality, x, σ, chunk)`` with ``writes`` = ``[(modality, x, σ, (chunk,
+        modality, imagined)), ...]`` written first, in one model call: the numbers of one :meth:`stream` write per
+        entry, in order, and then the :meth:`stream` query — a session saves a whole pass through the weights per
+        chunk by writing what it learnt (the imagined video, the real chunk) with its next query.
+
+        Exact because under the mask clean tokens never see noisy ones, a write never sees a later write (their ids
+        must rise; a write of an earlier chunk or modality after a later one is refused), and the cache keeps the
+        keys the query evicts readable by the writes (:meth:`~lbva.models.kv_cache.KVCache.open_joint`). Returns None
+        where one call cannot give those numbers (the writes would evict, the rows differ, the ids do not rise, no
+        slack): the caller then makes the calls apart."""
+        qmod, qx, qsigma, qchunk = query
+        for m in [w[0] for w in writes] + [qmod]:
+            if m not in ("video", "actions"):
+                raise ValueError(f"modality {m!r} is unknown; choose 'video' or 'actions'")
+        if not writes or any(w[1].shape[0] != qx.shape[0] for w in writes):
+            return None
+        def tokens(m, x, sigma, c, noisy):
+            return (self._video_tokens if m == "video" else self._action_tokens)(x, sigma, c * chunk_size, chunk_size,
+                                                                                 noisy)
+
+        segs = [tokens(m, x, sigma, tag[0], False) for m, x, sigma, tag in writes]
+        if any(int(a.ids.max()) >= int(b.ids.min()) for a, b in zip(segs, segs[1:])):
+            return None  # an earlier write would see a later one
+        segs.append(tokens(qmod, qx, qsigma, qchunk, True))
+        tags = [w[3] for w in writes] + [None]
+        order = sorted(range(len(segs)), key=lambda j: self._expert_of(segs[j]))  # _run's token order
+        segs, tags = [segs[j] for j in order], [tags[j] for j in order]
+        ids = torch.cat([sg.ids for sg in segs])
+        noisy = torch.cat([torch.full_like(sg.ids, tag is None, dtype=torch.bool) for sg, tag in zip(segs, tags)])
+        call = cache.open_joint(ids, noisy, ~noisy, qchunk, qx.shape[0])
+        if call is None:
+            return None
+        try:
+            hs = self._run(segs, text_kv, fdm, cache.window, cache_call=call)
+        except BaseException:
+            cache.close(call)
+            raise
+        cache.close(call, [(tuple(tag), int(sg.ids.numel())) for sg, tag in zip(segs, tags) if tag is not None])
+        h = hs[tags.index(None)]
+        if qmod == "video":
+            return self._video_out(h, qx.shape)
+        return self.action_proj_out(h).reshape(qx.shape)
 
     # ---- inference
     def inference_layout(self) -> "LingBotVA":

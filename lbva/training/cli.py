@@ -151,5 +151,6 @@ def _inference_table(p) -> str:
     rows = [("parameters", p.parameters), ("KV cache", p.kv_cache), ("text keys/values", p.text_context),
             ("activations (one call)", p.activations)]
     head = (f"inference {p.recipe}: {p.size}/{p.layout}, {p.dtype}, window {p.window}, {p.rows} text row(s), "
-            f"KV cache of {p.cache_tokens} tokens\n  on one device, at the session's peak:")
+            f"KV cache of {p.cache_tokens} tokens (+ {p.cache_slack} slack for a query)\n"
+            "  on one device, at the session's peak:")
     return "\n".join([head, *_rows(rows, p.total), ""])

@@ -288,12 +288,13 @@ class InferencePlan:
     dtype: str
     window: str
     rows: int
-    cache_tokens: int
+    cache_tokens: int  # what the history holds (the window's capacity)
     parameters_count: int
     parameters: int
     kv_cache: int
     text_context: int
     activations: int  # live at the peak, besides the cache and the text keys/values
+    cache_slack: int = 0  # slots beyond the capacity, for one query (LingBotVA.query_slack); in kv_cache
     total: int = field(init=False)
 
     def __post_init__(self):
@@ -328,7 +329,8 @@ def plan_inference(cfg: LbvaConfig, shape: TokenShape, recipe: str = "") -> Infe
         params = sum(p.numel() for p in model.parameters())
         param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
         with _disable_current_modes():  # the cache's slot bookkeeping is real (and tiny); its buffers are traced
-            cache = model.new_cache(capacity, window, rows=rows)
+            slack = model.query_slack(shape.height, shape.width, K, N)
+            cache = model.new_cache(capacity, window, rows=rows, slack=slack)
         tracer = LiveBytes()
         with tracer, torch.no_grad():
             tkv = model.text_context(torch.randn(rows, _text_length(cfg), arch.text_dim, dtype=dtype))
@@ -354,4 +356,4 @@ def plan_inference(cfg: LbvaConfig, shape: TokenShape, recipe: str = "") -> Infe
         recipe=recipe, size=cfg.model.size, layout=cfg.model.layout, dtype=str(dtype).removeprefix("torch."),
         window=f"{inf.window} {inf.window_size}", rows=rows, cache_tokens=capacity, parameters_count=params,
         parameters=param_bytes, kv_cache=cache_bytes, text_context=text_bytes,
-        activations=peak - cache_bytes - text_bytes)
+        activations=peak - cache_bytes - text_bytes, cache_slack=slack)

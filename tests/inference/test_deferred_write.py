@@ -14,7 +14,7 @@ from lbva.models.lingbot_va import LingBotVA
 def writes(monkeypatch):
     """Every cache write the model runs: (chunk, modality, imagined)."""
     seen = []
-    stream, joint = LingBotVA.stream, LingBotVA.stream_write
+    stream, joint, with_query = LingBotVA.stream, LingBotVA.stream_write, LingBotVA.stream_after_writes
 
     def counted(self, cache, tkv, modality, x, sigma, chunk, chunk_size, write=None, fdm=False, output=True):
         if write is not None:
@@ -25,8 +25,15 @@ def writes(monkeypatch):
         seen.extend((chunk, m, imagined) for m, _, _, imagined in entries)
         return joint(self, cache, tkv, chunk, chunk_size, entries)
 
+    def counted_with_query(self, cache, tkv, chunk_size, entries, query, fdm=False):
+        u = with_query(self, cache, tkv, chunk_size, entries, query, fdm)
+        if u is not None:  # None: refused, the session writes them apart (counted there)
+            seen.extend(tuple(tag) for _, _, _, tag in entries)
+        return u
+
     monkeypatch.setattr(LingBotVA, "stream", counted)
     monkeypatch.setattr(LingBotVA, "stream_write", counted_joint)
+    monkeypatch.setattr(LingBotVA, "stream_after_writes", counted_with_query)
     return seen
 
 
@@ -75,3 +82,44 @@ def test_deferring_gives_the_numbers_of_writing_at_once(stack, writes, monkeypat
     np.testing.assert_allclose(lazy, eager, rtol=1e-5, atol=1e-6)
     predicted = [w for w in lazy_writes if w[1] == "actions" and w[2]]
     assert bool(predicted) == (mode == "naive_async"), lazy_writes
+
+
+@pytest.fixture
+def passes(monkeypatch):
+    """Model passes and session velocity calls the loop makes: {"runs": n, "velocities": n}."""
+    from lbva.inference.cached_session import CachedSession
+
+    counts = {"runs": 0, "velocities": 0}
+    run, velocity = LingBotVA._run, CachedSession.velocity
+
+    def counted_run(self, *args, **kw):
+        counts["runs"] += 1
+        return run(self, *args, **kw)
+
+    def counted_velocity(self, *args, **kw):
+        counts["velocities"] += 1
+        return velocity(self, *args, **kw)
+
+    monkeypatch.setattr(LingBotVA, "_run", counted_run)
+    monkeypatch.setattr(CachedSession, "velocity", counted_velocity)
+    return counts
+
+
+@pytest.mark.parametrize("window,size", [("chunks", 2), ("released", 3), ("released", 29)])
+def test_with_cfg_on_both_streams_every_write_rides_on_a_query(stack, passes, monkeypatch, window, size):
+    """With the same text rows on both streams, the imagined video goes into the history with the first action
+    query and the real chunk with the next chunk's first video query: the sync loop makes one model pass per
+    velocity and none for its writes (five a chunk here, where the calls apart make seven), with the numbers of the
+    calls apart — and, where the window is not the released one that evicts early, of the full masked forward."""
+    src = FrameSource(seed=5)
+    kw = dict(window=window, window_size=size, action_cfg=2.0)
+    joint = run_steps(make_policy(stack, **kw), src, 4 + 8 * 4)
+    assert passes["velocities"] == 5 * 5 and passes["runs"] == passes["velocities"], passes
+    monkeypatch.setattr(LingBotVA, "stream_after_writes", lambda *a, **k: None)  # every write its own call
+    passes.update(runs=0, velocities=0)
+    apart = run_steps(make_policy(stack, **kw), src, 4 + 8 * 4)
+    assert passes["runs"] == 25 + 5 + 4, passes  # + 5 imagined videos + 4 real chunks (the fifth is never fed back)
+    np.testing.assert_allclose(joint, apart, rtol=1e-5, atol=1e-6)
+    if (window, size) != ("released", 3):
+        reference = run_steps(make_policy(stack, session="recompute", **kw), src, 4 + 8 * 4)
+        np.testing.assert_allclose(joint, reference, rtol=1e-5, atol=3e-6)
