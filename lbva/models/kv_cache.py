@@ -18,7 +18,9 @@ whether it writes or not:
 * no window — nothing is evicted, and a call that does not fit is refused.
 
 The capacity comes from the window (:meth:`AttentionWindow.capacity_tokens`), so memory and per-call work stay
-flat however long the episode runs.
+flat however long the episode runs. A session's cache has ``slack`` slots beyond it, room for one query: a query that
+carries the writes before it (:meth:`KVCache.open_joint`) evicts what it must like any call, but the evicted keys
+keep their slots until the call ends, so the written rows still read them while the query's rows are shown none.
 """
 
 from __future__ import annotations
