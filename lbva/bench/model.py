@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="small shapes (2 to 3 minutes on 2 cores; the full bench takes about 5 to 6)")
+    p.add_argument("--quick", action="store_true", help="small shapes (1 to 3 minutes on 2 cores, by machine; the full bench takes about 5 to 6)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--repeats", type=int, default=None,
