@@ -39,7 +39,8 @@ class CachedSession(EntryBook):
             if window is None:
                 raise ValueError("a cached session needs an attention window to size its KV cache from, or an explicit "
                                  "capacity in tokens for the whole history")
-            capacity = window.capacity_tokens(*self._chunk_tokens())
+            _, h, w = video_shape
+            capacity = window.capacity_tokens(*model.chunk_tokens(h, w, chunk_frames, action_shape[0]))
         self.capacity = int(capacity)
         self.cache = None  # made by set_text, once the number of text rows is known
         self._tkv = None
@@ -54,10 +55,6 @@ class CachedSession(EntryBook):
         _, h, w = self.video_shape
         slack = self.model.query_slack(h, w, self.chunk_frames, self.action_shape[0])
         self.cache = self.model.new_cache(self.capacity, self.window, rows=self._rows, slack=slack)
-
-    def _chunk_tokens(self) -> tuple[int, int]:
-        _, h, w = self.video_shape
-        return self.model.chunk_tokens(h, w, self.chunk_frames, self.action_shape[0])
 
     def _text_rows(self, r: int):
         if r > self._rows:
@@ -104,13 +101,6 @@ class CachedSession(EntryBook):
         self.cache.drop(chunk, modality, imagined_only)
         self._forget(chunk, modality, imagined_only)
 
-    def _write_group(self, group: tuple[Entry, ...]) -> None:
-        if len(group) == 2:
-            self.write_chunk(*group)
-        else:
-            (entry,) = group
-            self.write(entry)
-
     @torch.no_grad()
     def velocity(self, chunk: int, modality: Modality, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor,
                  fdm: bool = False, writes: Sequence[tuple[Entry, ...]] = ()) -> torch.Tensor:
@@ -130,8 +120,7 @@ class CachedSession(EntryBook):
                     self._record(e)
                 self._forget_evicted()
                 return u
-        for group in writes:
-            self._write_group(group)
+        self.write_all(writes)
         u = self.model.stream(self.cache, self._text_rows(r), modality, repeat_rows(x, r), repeat_rows(sigma, r), chunk,
                               self.chunk_frames, fdm=fdm)
         self._forget_evicted()  # the released rule evicts for calls that do not write, too

@@ -62,11 +62,7 @@ class ChunkPredictor:
 
     def _write_deferred(self) -> None:
         """Write what still waits (the predicted action chunk, then the queued writes), each its own call."""
-        for group in self._waiting():
-            if len(group) == 2:
-                self._session.write_chunk(*group)
-            else:
-                self._session.write(*group)
+        self._session.write_all(self._waiting())
 
     def _velocity(self, c: int, modality: str, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor,
                   fdm: bool = False) -> torch.Tensor:

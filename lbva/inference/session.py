@@ -51,6 +51,7 @@ class Session(Protocol):
     def write_chunk(self, video: Entry, actions: Entry) -> None: ...
     def drop(self, chunk: int, modality: Modality | None = None, imagined_only: bool = True) -> None: ...
     def entries(self) -> list[Entry]: ...
+    def write_all(self, groups: Sequence[tuple[Entry, ...]]) -> None: ...
 
 
 class EntryBook:
@@ -73,6 +74,14 @@ class EntryBook:
 
     def entries(self) -> list[Entry]:
         return sorted(self._entries.values(), key=lambda e: (e.chunk, e.modality))
+
+    def write_all(self, groups: Sequence[tuple[Entry, ...]]) -> None:
+        """Write each group in order: one entry as ``write`` takes it, a chunk's (video, actions) as ``write_chunk``."""
+        for group in groups:
+            if len(group) == 2:
+                self.write_chunk(*group)
+            else:
+                self.write(*group)
 
 
 class RecomputeSession(EntryBook):
@@ -112,11 +121,7 @@ class RecomputeSession(EntryBook):
                  fdm: bool = False, writes: Sequence[tuple[Entry, ...]] = ()) -> torch.Tensor:
         """u = ε − x0 for query chunk ``chunk`` of ``modality`` (x: batch 1, σ: (1, K)); one row per text row.
         ``writes``: groups of entries (:meth:`write`, or :meth:`write_chunk` for two) stored first."""
-        for group in writes:
-            if len(group) == 2:
-                self.write_chunk(*group)
-            else:
-                self.write(*group)
+        self.write_all(writes)
         K = self.chunk_frames
         C, h, w = self.video_shape
         N, A = self.action_shape
