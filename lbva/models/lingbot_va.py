@@ -570,6 +570,12 @@ class LingBotVA(nn.Module):
 
         return KVCache(len(self.blocks), capacity, as_window(window), rows, slack=slack)
 
+    def _tokens(self, modality: str, x: torch.Tensor, sigma: torch.Tensor, chunk: int, chunk_size: int,
+                noisy: bool) -> _Segment:
+        """One streaming chunk's tokens of ``modality`` ("video" or "actions") for chunk ``chunk``."""
+        maker = self._video_tokens if modality == "video" else self._action_tokens
+        return maker(x, sigma, chunk * chunk_size, chunk_size, noisy)
+
     def stream(self, cache, text_kv, modality: str, x: torch.Tensor, sigma: torch.Tensor, chunk: int,
                chunk_size: int, write: tuple | None = None, fdm: bool = False,
                output: bool = True) -> torch.Tensor | None:
@@ -584,9 +590,8 @@ class LingBotVA(nn.Module):
             raise ValueError(f"modality {modality!r} is unknown; choose 'video' or 'actions'")
         if not output and write is None:
             raise ValueError("output=False is for cache writes (a query's output is its velocity); give write=")
-        f0 = chunk * chunk_size
         noisy = write is None
-        seg = (self._video_tokens if modality == "video" else self._action_tokens)(x, sigma, f0, chunk_size, noisy)
+        seg = self._tokens(modality, x, sigma, chunk, chunk_size, noisy)
         call = cache.open(seg.ids, torch.full_like(seg.ids, noisy, dtype=torch.bool), chunk, rows=x.shape[0])
         try:
             hs = self._run([seg], text_kv, fdm, cache.window, cache_call=call, output=output)
@@ -613,9 +618,7 @@ class LingBotVA(nn.Module):
         mods = [w[0] for w in writes]
         if mods != ["video", "actions"]:
             raise ValueError(f"stream_write takes one video and then one action write, got {mods}")
-        f0 = chunk * chunk_size
-        segs = [(self._video_tokens if m == "video" else self._action_tokens)(x, sigma, f0, chunk_size, False)
-                for m, x, sigma, _ in writes]
+        segs = [self._tokens(m, x, sigma, chunk, chunk_size, False) for m, x, sigma, _ in writes]
         need = sum(int(sg.ids.numel()) for sg in segs)
         if need > cache.free_tokens:
             raise ValueError(f"a joint write of {need} tokens needs that much free room, but the cache has "
@@ -648,14 +651,10 @@ class LingBotVA(nn.Module):
                 raise ValueError(f"modality {m!r} is unknown; choose 'video' or 'actions'")
         if not writes or any(w[1].shape[0] != qx.shape[0] for w in writes):
             return None
-        def tokens(m, x, sigma, c, noisy):
-            return (self._video_tokens if m == "video" else self._action_tokens)(x, sigma, c * chunk_size, chunk_size,
-                                                                                 noisy)
-
-        segs = [tokens(m, x, sigma, tag[0], False) for m, x, sigma, tag in writes]
+        segs = [self._tokens(m, x, sigma, tag[0], chunk_size, False) for m, x, sigma, tag in writes]
         if any(int(a.ids.max()) >= int(b.ids.min()) for a, b in zip(segs, segs[1:])):
             return None  # an earlier write would see a later one
-        segs.append(tokens(qmod, qx, qsigma, qchunk, True))
+        segs.append(self._tokens(qmod, qx, qsigma, qchunk, chunk_size, True))
         tags = [w[3] for w in writes] + [None]
         order = sorted(range(len(segs)), key=lambda j: self._expert_of(segs[j]))  # _run's token order
         segs, tags = [segs[j] for j in order], [tags[j] for j in order]

@@ -71,12 +71,12 @@ CASES = {"imagined video, then the actions": _imagined_video_then_actions,
          "a real chunk, then the next video": _real_chunk_then_next_video}
 
 
-def _prepare(model, window, chunks, case):
+def _prepare(model, window, chunks, case, slack=max(VIDEO, ACTIONS)):
     """The cache as the predictor leaves it before ``case``: the history of ``chunks`` chunks, then
     * in a chunk: one video query of chunk ``chunks``, which makes room for its tokens and gives them back;
     * between chunks: chunk ``chunks - 1``'s imagined video and predicted actions were written in place of its real
       ones (each evicting as it must), and the feedback has just dropped them."""
-    cache, tkv = _history(model, window, chunks - (case is _real_chunk_then_next_video))
+    cache, tkv = _history(model, window, chunks - (case is _real_chunk_then_next_video), slack)
     with torch.no_grad():
         if case is _imagined_video_then_actions:
             x, _ = _chunk(chunks, 7)
@@ -150,7 +150,7 @@ def test_the_query_does_not_see_what_it_evicted_and_the_writes_do():
     gone = torch.cat([s for tag, s in before.items() if tag not in {tuple(e.tag) for e in cache._entries}]
                      + [s[: s.numel() - e.slots.numel()] for tag, s in before.items()
                         for e in cache._entries if tuple(e.tag) == tag and e.slots.numel() < s.numel()])
-    assert gone.numel() == n_q - 0  # the cache was full after the video query gave its slots back: n_q evicted
+    assert gone.numel() == n_q  # the cache was full after the video query gave its slots back: n_q evicted
     valid = call.key_valid
     assert valid.shape == (n_w + n_q, call.extent)
     assert valid[:n_w, gone].all() and not valid[n_w:, gone].any()
@@ -171,10 +171,7 @@ def test_refusals_change_nothing():
     assert (cache.tags(), cache.entry_tokens()) == state[:2] and torch.equal(cache._used, state[2])
     # no slack: the query's eviction would need slots the writes still read
     cache, tkv = _prepare(model, window, 2, _imagined_video_then_actions)
-    tight = copy.deepcopy(cache)
-    tight._used = tight._used[: tight.capacity].clone()
-    tight._ids = tight._ids[: tight.capacity].clone()
-    tight.slack = 0
+    tight, _ = _prepare(model, window, 2, _imagined_video_then_actions, slack=0)
     w, q = _imagined_video_then_actions(2)
     with torch.no_grad():
         assert model.stream_after_writes(tight, tkv, K, w, q) is None
